@@ -1,0 +1,207 @@
+//! What happens to an object between decoding and storage: per-kind preparation on create and update (the
+//! strategies of upstream's registry: Namespace phase, Pod status, Secret stringData, CRD status) and
+//! admission checks (structure, schema defaulting/pruning/validation, metadata rules).
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Cause, Result, Subject};
+use crate::registry::{Registry, ResourceType, Schema, StatusOnCreate};
+use crate::request::Query;
+use crate::{crd, object, schema, validation};
+
+/// `fieldValidation`: what to do with fields a schema does not declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn from_query(query: &Query) -> Result<Self> {
+        match query.get("fieldValidation") {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, got {other:?}"
+            ))),
+        }
+    }
+}
+
+fn is(rt: &ResourceType, group: &str, resource: &str) -> bool {
+    rt.group == group && rt.resource == resource
+}
+
+/// Per-kind preparation of a new object (after metadata is filled in).
+pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value) {
+    if rt.status_subresource && rt.status_on_create == StatusOnCreate::Reset {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    if is(rt, "", "namespaces") {
+        object["status"] = json!({"phase": "Active"});
+        object["spec"]["finalizers"] = json!(["kubernetes"]);
+        object::meta_mut(object)
+            .entry("labels")
+            .or_insert_with(|| json!({}))["kubernetes.io/metadata.name"] =
+            object["metadata"]["name"].clone();
+    } else if is(rt, "", "pods") {
+        object["status"] = json!({"phase": "Pending"});
+    } else if is(rt, "", "persistentvolumeclaims") || is(rt, "", "persistentvolumes") {
+        object["status"] = json!({"phase": "Pending"});
+    } else if is(rt, "", "secrets") {
+        fold_string_data(object);
+    } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
+        let meta = object::meta_mut(object);
+        let finalizers = meta.entry("finalizers").or_insert_with(|| json!([]));
+        if let Some(list) = finalizers.as_array_mut()
+            && !list.iter().any(|f| f == crd::CLEANUP_FINALIZER)
+        {
+            list.push(json!(crd::CLEANUP_FINALIZER));
+        }
+        crd::set_status(registry, object, None);
+    }
+}
+
+/// Per-kind preparation of an update of the main resource (status and immutable metadata already carried over).
+pub fn prepare_update(registry: &Registry, rt: &ResourceType, object: &mut Value, old: &Value) {
+    if is(rt, "", "namespaces") {
+        object["metadata"]["labels"]["kubernetes.io/metadata.name"] =
+            object["metadata"]["name"].clone();
+    } else if is(rt, "", "secrets") {
+        fold_string_data(object);
+    } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
+        crd::set_status(registry, object, Some(old));
+    }
+}
+
+/// `stringData` is write-only: its entries are base64-encoded into `data`, overriding keys there.
+fn fold_string_data(object: &mut Value) {
+    use base64::Engine;
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    for (key, value) in string_data {
+        let text = value.as_str().unwrap_or_default();
+        data[key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
+/// Checks an object about to be stored; custom resources are also defaulted and pruned by their schema.
+/// Returns the warnings for the client (`Warning` headers).
+pub fn admit(
+    rt: &ResourceType,
+    object: &mut Value,
+    fields: FieldValidation,
+) -> Result<Vec<String>> {
+    let subject = Subject {
+        group: rt.group.clone(),
+        kind: rt.resource.clone(),
+        name: object::name(object).unwrap_or_default().to_owned(),
+    };
+    let mut warnings = Vec::new();
+    let mut causes = Vec::new();
+    match &rt.schema {
+        Schema::Typed(decode) => {
+            decode(object).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
+                    kind = rt.kind,
+                    version = rt.version
+                ))
+            })?;
+            if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
+                causes.extend(crd::validate(object));
+            }
+        }
+        Schema::Structural(Some(structural)) => {
+            schema::default(structural, object);
+            let pruned = schema::prune(structural, object);
+            if !pruned.is_empty() {
+                match fields {
+                    FieldValidation::Strict => {
+                        let list: Vec<String> = pruned
+                            .iter()
+                            .map(|p| format!("unknown field {p:?}"))
+                            .collect();
+                        return Err(ApiError::bad_request(format!(
+                            "strict decoding error: {}",
+                            list.join(", ")
+                        )));
+                    }
+                    FieldValidation::Warn => {
+                        warnings.extend(pruned.iter().map(|p| format!("unknown field {p:?}")));
+                    }
+                    FieldValidation::Ignore => {}
+                }
+            }
+            causes.extend(schema::validate(structural, object));
+        }
+        Schema::Structural(None) => {}
+    }
+    causes.extend(validation::metadata(rt, object));
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(subject, &rt.group_kind(), causes));
+    }
+    Ok(warnings)
+}
+
+/// A cause for updates of custom resources that do not say which version they change.
+pub fn missing_resource_version() -> Cause {
+    Cause::invalid(
+        "metadata.resourceVersion",
+        &json!("0x0"),
+        "must be specified for an update",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_data_is_folded_into_base64_data() {
+        let registry = Registry::new();
+        let secrets = registry.lookup("", "v1", "secrets").unwrap();
+        let mut secret = json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"a": "hi", "b": "yo"}});
+        prepare_create(&registry, &secrets, &mut secret);
+        assert_eq!(secret["data"], json!({"a": "aGk=", "b": "eW8="}));
+        assert!(secret.get("stringData").is_none());
+    }
+
+    #[test]
+    fn new_namespaces_are_active_with_the_kubernetes_finalizer() {
+        let registry = Registry::new();
+        let ns = registry.lookup("", "v1", "namespaces").unwrap();
+        let mut object = json!({"metadata": {"name": "team"}, "status": {"phase": "Terminating"}});
+        prepare_create(&registry, &ns, &mut object);
+        assert_eq!(object["status"]["phase"], "Active");
+        assert_eq!(object["spec"]["finalizers"], json!(["kubernetes"]));
+        assert_eq!(
+            object["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "team"
+        );
+    }
+
+    #[test]
+    fn a_pod_that_does_not_decode_is_a_bad_request() {
+        let registry = Registry::new();
+        let pods = registry.lookup("", "v1", "pods").unwrap();
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": "nope"}});
+        let err = admit(&pods, &mut pod, FieldValidation::Strict).unwrap_err();
+        assert_eq!(err.code, http::StatusCode::BAD_REQUEST);
+        assert!(
+            err.message
+                .starts_with("Pod in version \"v1\" cannot be handled as a Pod"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! berth's embedded Kubernetes-compatible API server: real kubectl, kube-rs and other Kubernetes clients use
+//! it unchanged. Objects live in SQLite (durable on acknowledgement); watches are served from memory.
+
+mod admission;
+mod crd;
+pub mod error;
+mod handlers;
+mod object;
+pub mod pki;
+mod registry;
+mod request;
+mod schema;
+mod selectors;
+mod server;
+pub mod store;
+mod validation;
+
+pub use server::{Config, DEFAULT_NAMESPACES, Running, StartError, start};

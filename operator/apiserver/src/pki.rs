@@ -1,0 +1,227 @@
+//! The server's identity and the admin credential: a CA made on first start (kept in `DIR/pki`), a serving
+//! certificate signed by it for the listen address, a bearer token, and the admin kubeconfig (`DIR/kubeconfig`).
+
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate generation: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Everything a client needs to reach this server as admin.
+pub struct Credentials {
+    pub ca_pem: String,
+    pub token: String,
+    pub server_url: String,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+pub fn pki_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("pki")
+}
+
+pub fn kubeconfig_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("kubeconfig")
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    file.write_all(contents).map_err(io(path))?;
+    // The mode above applies only when the file is new.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn read_or_create(
+    path: &Path,
+    create: impl FnOnce() -> Result<String, PkiError>,
+) -> Result<String, PkiError> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let s = create()?;
+            write_private(path, s.as_bytes())?;
+            Ok(s)
+        }
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Loads (or makes, on first start) the CA and token, issues a serving certificate for `listen`, and writes
+/// the admin kubeconfig.
+pub fn prepare(data_dir: &Path, listen: SocketAddr) -> Result<Credentials, PkiError> {
+    let dir = pki_dir(data_dir);
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
+
+    let ca_key_pem = read_or_create(&dir.join("ca.key"), || {
+        Ok(KeyPair::generate()?.serialize_pem())
+    })?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+    let ca_pem = read_or_create(&dir.join("ca.crt"), || {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "berth-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+        Ok(params.self_signed(&ca_key)?.pem())
+    })?;
+    let token = read_or_create(&dir.join("admin.token"), || {
+        let bytes: [u8; 32] = rand::random();
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    })?
+    .trim()
+    .to_owned();
+
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    let server_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "berth-apiserver");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    let mut ips: Vec<IpAddr> = vec![
+        Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    if !listen.ip().is_unspecified() && !ips.contains(&listen.ip()) {
+        ips.push(listen.ip());
+    }
+    params
+        .subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
+    let server_cert = params.signed_by(&server_key, &issuer)?;
+    let server_pem = server_cert.pem();
+    write_private(&dir.join("apiserver.crt"), server_pem.as_bytes())?;
+
+    let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+    let host = if listen.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        listen.ip()
+    };
+    let server_url = format!("https://{}", SocketAddr::new(host, listen.port()));
+    let creds = Credentials {
+        ca_pem,
+        token,
+        server_url,
+        tls: Arc::new(tls),
+    };
+    write_private(&kubeconfig_path(data_dir), kubeconfig(&creds).as_bytes())?;
+    Ok(creds)
+}
+
+/// The admin kubeconfig, as kubectl and kube-rs read it.
+pub fn kubeconfig(creds: &Credentials) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(&creds.ca_pem);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: berth
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: berth-admin
+  user:
+    token: {token}
+contexts:
+- name: berth
+  context:
+    cluster: berth
+    user: berth-admin
+    namespace: default
+current-context: berth
+preferences: {{}}
+",
+        server = creds.server_url,
+        token = creds.token
+    )
+}
+
+/// Constant-time comparison of a presented bearer token with the admin token.
+pub fn token_matches(presented: &str, expected: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_is_stable_across_restarts_and_kubeconfig_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = "127.0.0.1:16443".parse().unwrap();
+        let first = prepare(dir.path(), addr).unwrap();
+        let second = prepare(dir.path(), addr).unwrap();
+        assert_eq!(first.ca_pem, second.ca_pem);
+        assert_eq!(first.token, second.token);
+        assert_eq!(first.server_url, "https://127.0.0.1:16443");
+        let mode = fs::metadata(kubeconfig_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let config = fs::read_to_string(kubeconfig_path(dir.path())).unwrap();
+        assert!(config.contains(&first.token));
+    }
+
+    #[test]
+    fn token_comparison_rejects_prefixes_and_other_tokens() {
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("ab", "abc"));
+        assert!(!token_matches("abd", "abc"));
+    }
+}
