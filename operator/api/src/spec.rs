@@ -14,6 +14,10 @@ use crate::status::StackStatus;
 use crate::volume::StackVolume;
 
 /// Desired state of a Stack: a web app, optionally with PostgreSQL and Redis, wired together.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats `type_ = \"string\"`, which is not a duplicate"
+)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "berth.dev",

@@ -17,8 +17,7 @@ pub struct StackStatus {
     /// One-word summary for humans and the printer column; automation should read conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<StackPhase>,
-    /// `Ready`, `Reconciling` and `Stalled` (kstatus), plus `AppReady`, `DatabaseReady`,
-    /// `RedisReady` and `Migrated` for the components the Stack has.
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus), and one condition per component.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend(
         "x-kubernetes-list-type" = "map",

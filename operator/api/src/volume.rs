@@ -9,8 +9,7 @@ use k8s_openapi::api::core::v1::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A named volume for the app's containers, mounted through `volumeMounts`. Exactly one source
-/// must be set.
+/// A volume for the app's containers, mounted by name; exactly one source must be set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("oneOf" = [

@@ -122,8 +122,9 @@ pub fn admit(
             }
         }
         Schema::Structural(Some(structural)) => {
-            schema::default(structural, object);
+            // Upstream's order: prune what the schema does not declare, then default, then validate.
             let pruned = schema::prune(structural, object);
+            schema::default(structural, object);
             if !pruned.is_empty() {
                 match fields {
                     FieldValidation::Strict => {

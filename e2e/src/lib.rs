@@ -1,0 +1,175 @@
+//! Test harness for end-to-end tests: starts the real `berth` binary on a free loopback port with its own
+//! data directory, drives it with the real kubectl and with kube-rs, and kills it when the test ends.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start listening.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The `berth` binary under test: `$BERTH_BIN`, or the workspace's debug build.
+pub fn berth_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/berth");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first (`cargo build -p berth`, or run `make test`)",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `berth apiserver`, killed on drop. Its data directory lives as long as the value.
+pub struct Server {
+    pub data_dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts `berth apiserver` on a free port with a fresh data directory.
+    pub fn start() -> Server {
+        let data_dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .expect("creating a data directory");
+        let mut server = Server {
+            data_dir,
+            addr: "127.0.0.1:0".parse().expect("a valid address"),
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.path().join("kubeconfig")
+    }
+
+    fn launch(&mut self) {
+        let kubeconfig = self.kubeconfig();
+        let _ = std::fs::remove_file(&kubeconfig);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("apiserver.log"))
+            .expect("opening the server log");
+        let child = Command::new(berth_bin())
+            .args(["apiserver", "--data-dir"])
+            .arg(self.data_dir.path())
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting berth apiserver");
+        self.child = Some(child);
+        // The kubeconfig is written once the port is bound; it names the actual port.
+        let server_url = wait_for("the kubeconfig", START_DEADLINE, || {
+            let text = std::fs::read_to_string(&kubeconfig).ok()?;
+            let line = text.lines().find(|l| l.trim_start().starts_with("server: "))?;
+            Some(line.trim_start().trim_start_matches("server: https://").to_owned())
+        });
+        self.addr = server_url.parse().expect("the kubeconfig names host:port");
+        let addr = self.addr;
+        wait_for("the server to accept connections", START_DEADLINE, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        });
+    }
+
+    /// SIGKILL: no chance to flush or clean up, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same address and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Runs the real kubectl against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_stdin(args, None)
+    }
+
+    pub fn kubectl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(kubectl_bin())
+            .env("KUBECONFIG", self.kubeconfig())
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin was piped")
+                .write_all(input.as_bytes())
+                .expect("writing kubectl's stdin");
+        }
+        child.wait_with_output().expect("waiting for kubectl")
+    }
+
+    /// Runs kubectl and returns its stdout, failing the test with kubectl's stderr when it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A kube-rs client using the server's admin kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("reading the kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("a usable kubeconfig");
+        kube::Client::try_from(config).expect("building a kube client")
+    }
+
+    /// The workspace root (for manifests such as crds/ and config/samples/).
+    pub fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The kubectl to test with: `$KUBECTL`, or the one on the PATH.
+pub fn kubectl_bin() -> PathBuf {
+    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("kubectl"))
+}
