@@ -1,0 +1,39 @@
+# berth — the two commands: `make up` (build, start the embedded control plane, deploy the demo stack) and
+# `make test` (every test). Both install what they need and are idempotent.
+
+SHELL := /bin/bash
+DATA_DIR ?= $(CURDIR)/.data
+LISTEN ?= 127.0.0.1:6443
+BERTH := target/release/berth
+KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
+
+.PHONY: up down test deps build crds lint bench bench-apiserver
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	cargo build --release -p berth
+
+up: build
+	@scripts/up.sh "$(BERTH)" "$(DATA_DIR)" "$(LISTEN)"
+
+down:
+	@scripts/down.sh "$(DATA_DIR)"
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: deps lint
+	@scripts/test.sh
+
+# Regenerate the committed CRD YAML from the Rust types.
+crds:
+	BERTH_UPDATE_CRDS=1 cargo test -p berth-api committed_crd_files_match_the_types
+
+bench: bench-apiserver
+
+bench-apiserver: deps
+	cargo build --release -p berth -p berth-e2e --bins
+	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-apiserver
