@@ -15,16 +15,21 @@ pub fn berth_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("BERTH_BIN") {
         return PathBuf::from(bin);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/berth");
+    let bin = workspace_bin("debug");
     assert!(
         bin.exists(),
         "{} does not exist: build it first (`cargo build -p berth`, or run `make test`)",
         bin.display()
     );
     bin
+}
+
+/// Where cargo puts the workspace's `berth` binary for a profile (`debug`, `release`).
+pub fn workspace_bin(profile: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join(profile).join("berth")
 }
 
 /// Polls `check` until it returns Some or the deadline passes.
@@ -34,7 +39,10 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Op
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -43,12 +51,18 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Op
 pub struct Server {
     pub data_dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    bin: PathBuf,
     child: Option<Child>,
 }
 
 impl Server {
     /// Starts `berth apiserver` on a free port with a fresh data directory.
     pub fn start() -> Server {
+        Server::start_bin(berth_bin())
+    }
+
+    /// Like `start`, with a given `berth` binary (benchmarks run the release build).
+    pub fn start_bin(bin: PathBuf) -> Server {
         let data_dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -56,6 +70,7 @@ impl Server {
         let mut server = Server {
             data_dir,
             addr: "127.0.0.1:0".parse().expect("a valid address"),
+            bin,
             child: None,
         };
         server.launch();
@@ -74,7 +89,7 @@ impl Server {
             .append(true)
             .open(self.data_dir.path().join("apiserver.log"))
             .expect("opening the server log");
-        let child = Command::new(berth_bin())
+        let child = Command::new(&self.bin)
             .args(["apiserver", "--data-dir"])
             .arg(self.data_dir.path())
             .arg("--listen")
@@ -87,14 +102,25 @@ impl Server {
         // The kubeconfig is written once the port is bound; it names the actual port.
         let server_url = wait_for("the kubeconfig", START_DEADLINE, || {
             let text = std::fs::read_to_string(&kubeconfig).ok()?;
-            let line = text.lines().find(|l| l.trim_start().starts_with("server: "))?;
-            Some(line.trim_start().trim_start_matches("server: https://").to_owned())
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with("server: "))?;
+            Some(
+                line.trim_start()
+                    .trim_start_matches("server: https://")
+                    .to_owned(),
+            )
         });
         self.addr = server_url.parse().expect("the kubeconfig names host:port");
         let addr = self.addr;
         wait_for("the server to accept connections", START_DEADLINE, || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
         });
+    }
+
+    /// The server process's id while it runs (to read its /proc entries).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to flush or clean up, as in a crash.
@@ -120,7 +146,11 @@ impl Server {
         let mut child = Command::new(kubectl_bin())
             .env("KUBECONFIG", self.kubeconfig())
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -150,10 +180,14 @@ impl Server {
 
     /// A kube-rs client using the server's admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("reading the kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("a usable kubeconfig");
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("reading the kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("a usable kubeconfig");
         kube::Client::try_from(config).expect("building a kube client")
     }
 
@@ -171,5 +205,7 @@ impl Drop for Server {
 
 /// The kubectl to test with: `$KUBECTL`, or the one on the PATH.
 pub fn kubectl_bin() -> PathBuf {
-    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("kubectl"))
+    std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
 }

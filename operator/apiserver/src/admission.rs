@@ -42,16 +42,18 @@ pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value
         }
     }
     if is(rt, "", "namespaces") {
-        object["status"] = json!({"phase": "Active"});
-        object["spec"]["finalizers"] = json!(["kubernetes"]);
-        object::meta_mut(object)
-            .entry("labels")
-            .or_insert_with(|| json!({}))["kubernetes.io/metadata.name"] =
-            object["metadata"]["name"].clone();
+        object::set_path(object, &["status"], json!({"phase": "Active"}));
+        object::set_path(object, &["spec", "finalizers"], json!(["kubernetes"]));
+        let name = object["metadata"]["name"].clone();
+        object::set_path(
+            object,
+            &["metadata", "labels", "kubernetes.io/metadata.name"],
+            name,
+        );
     } else if is(rt, "", "pods") {
-        object["status"] = json!({"phase": "Pending"});
+        object::set_path(object, &["status"], json!({"phase": "Pending"}));
     } else if is(rt, "", "persistentvolumeclaims") || is(rt, "", "persistentvolumes") {
-        object["status"] = json!({"phase": "Pending"});
+        object::set_path(object, &["status"], json!({"phase": "Pending"}));
     } else if is(rt, "", "secrets") {
         fold_string_data(object);
     } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
@@ -69,8 +71,12 @@ pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value
 /// Per-kind preparation of an update of the main resource (status and immutable metadata already carried over).
 pub fn prepare_update(registry: &Registry, rt: &ResourceType, object: &mut Value, old: &Value) {
     if is(rt, "", "namespaces") {
-        object["metadata"]["labels"]["kubernetes.io/metadata.name"] =
-            object["metadata"]["name"].clone();
+        let name = object["metadata"]["name"].clone();
+        object::set_path(
+            object,
+            &["metadata", "labels", "kubernetes.io/metadata.name"],
+            name,
+        );
     } else if is(rt, "", "secrets") {
         fold_string_data(object);
     } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
@@ -84,14 +90,25 @@ fn fold_string_data(object: &mut Value) {
     let Some(map) = object.as_object_mut() else {
         return;
     };
-    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+    // A stringData or data of the wrong shape is left for decoding to reject.
+    let Some(Value::Object(string_data)) = map.get("stringData").cloned() else {
         return;
     };
-    let data = map.entry("data").or_insert_with(|| json!({}));
+    let data = map.entry("data").or_insert(Value::Null);
+    if data.is_null() {
+        *data = json!({});
+    }
+    let Some(data) = data.as_object_mut() else {
+        return;
+    };
     for (key, value) in string_data {
         let text = value.as_str().unwrap_or_default();
-        data[key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        data.insert(
+            key,
+            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
     }
+    map.remove("stringData");
 }
 
 /// Checks an object about to be stored; custom resources are also defaulted and pruned by their schema.

@@ -83,12 +83,16 @@ pub fn set_status(registry: &Registry, crd: &mut Value, old: Option<&Value>) {
         plural,
         kind,
     );
-    let mut accepted = names.clone();
+    let mut accepted = if names.is_object() {
+        names.clone()
+    } else {
+        json!({})
+    };
     if accepted["singular"].as_str().is_none_or(str::is_empty) {
-        accepted["singular"] = json!(kind.to_lowercase());
+        object::set_path(&mut accepted, &["singular"], json!(kind.to_lowercase()));
     }
     if accepted["listKind"].as_str().is_none_or(str::is_empty) {
-        accepted["listKind"] = json!(format!("{kind}List"));
+        object::set_path(&mut accepted, &["listKind"], json!(format!("{kind}List")));
     }
     let previous = old
         .map(|o| o["status"]["conditions"].clone())
@@ -142,11 +146,12 @@ pub fn set_status(registry: &Registry, crd: &mut Value, old: Option<&Value>) {
             stored.push(v["name"].clone());
         }
     }
-    crd["status"] = json!({
+    let status = json!({
         "conditions": conditions,
         "acceptedNames": if conflict.is_none() { accepted } else { json!({"plural": "", "kind": ""}) },
         "storedVersions": stored,
     });
+    object::set_path(crd, &["status"], status);
 }
 
 /// Whether a stored definition is established (its resources are served).

@@ -35,6 +35,34 @@ pub fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     meta.as_object_mut().expect("made an object just above")
 }
 
+/// Sets the value at `path`, creating absent (or null) maps on the way. Leaves the object untouched and returns
+/// false when something on the way is not a map: client input is never trusted to have the expected shape.
+pub fn set_path(object: &mut Value, path: &[&str], value: Value) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = object;
+    for part in parents {
+        if node.is_null() {
+            *node = Value::Object(Map::new());
+        }
+        let Some(map) = node.as_object_mut() else {
+            return false;
+        };
+        node = map.entry(*part).or_insert(Value::Null);
+    }
+    if node.is_null() {
+        *node = Value::Object(Map::new());
+    }
+    match node.as_object_mut() {
+        Some(map) => {
+            map.insert((*last).to_owned(), value);
+            true
+        }
+        None => false,
+    }
+}
+
 pub fn name(object: &Value) -> Option<&str> {
     object["metadata"]["name"]
         .as_str()
@@ -115,6 +143,15 @@ mod tests {
         assert!(!spec_changed(&pods, &a, &b));
         b["spec"]["x"] = json!(2);
         assert!(spec_changed(&pods, &a, &b));
+    }
+
+    #[test]
+    fn set_path_creates_maps_but_never_overwrites_other_shapes() {
+        let mut o = json!({"spec": "text"});
+        assert!(!set_path(&mut o, &["spec", "finalizers"], json!([])));
+        assert_eq!(o, json!({"spec": "text"}));
+        assert!(set_path(&mut o, &["status", "phase"], json!("Active")));
+        assert_eq!(o["status"]["phase"], "Active");
     }
 
     #[test]

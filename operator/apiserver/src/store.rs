@@ -516,7 +516,10 @@ fn plan(op: &WriteOp, current: Option<&Arc<Value>>, rv: u64) -> Planned {
         result: Err(err),
     };
     let event = |kind, mut object: Value, previous: Option<&Arc<Value>>| {
-        object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        // Handlers always hand over objects whose metadata is a map (see object::meta_mut).
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
         let object = Arc::new(object);
         Planned {
             event: Some(Arc::new(Event {

@@ -8,7 +8,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "Run app stacks (web app + PostgreSQL + Redis) the Kubernetes way")]
+#[command(
+    name = "berth",
+    version,
+    about = "Run app stacks (web app + PostgreSQL + Redis) the Kubernetes way"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,11 @@ fn main() -> Result<()> {
         Command::Kubeconfig { data_dir } => {
             let path = berth_apiserver::pki::kubeconfig_path(&data_dir);
             let config = std::fs::read_to_string(&path).with_context(|| {
-                format!("reading {} (has `berth up` or `berth apiserver` run with --data-dir {}?)", path.display(), data_dir.display())
+                format!(
+                    "reading {} (has `berth up` or `berth apiserver` run with --data-dir {}?)",
+                    path.display(),
+                    data_dir.display()
+                )
             })?;
             print!("{config}");
             Ok(())

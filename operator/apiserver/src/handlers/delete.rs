@@ -225,7 +225,7 @@ pub async fn delete_object(
         crate::crd::set_status(&app.registry, &mut marked, Some(&old));
     }
     if rt.group.is_empty() && rt.resource == "namespaces" {
-        marked["status"]["phase"] = json!("Terminating");
+        object::set_path(&mut marked, &["status", "phase"], json!("Terminating"));
     }
     object::tidy_metadata(&mut marked);
     if marked == *old {

@@ -4,6 +4,8 @@
 mod create;
 mod delete;
 mod discovery;
+#[cfg(test)]
+mod fuzz_tests;
 mod patch;
 mod read;
 mod update;

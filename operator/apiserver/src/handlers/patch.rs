@@ -119,7 +119,9 @@ fn apply(kind: PatchType, current: &Value, patch: &Value) -> Result<Value> {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(upstream_tests(current, patch))
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
-            json_patch::patch(&mut doc, &ops)
+            // `doc` is a scratch copy, so no rollback is needed; json-patch 5.0's rolling-back `patch` can
+            // panic while undoing a failed `move` (found by the fuzz tests).
+            json_patch::patch_unsafe(&mut doc, &ops)
                 .map_err(|e| ApiError::invalid_patch(e.to_string()))?;
         }
     }

@@ -1,0 +1,313 @@
+//! Benchmarks `berth apiserver` through kube-rs: ConfigMap creates/s and GETs/s at a few concurrencies, next to
+//! the disk's fsync rate measured in the server's own data directory just before each create phase. A create is
+//! acknowledged only once durable, so one client can go no faster than the disk syncs; concurrent clients share
+//! syncs through the store's group commit. Prints a Markdown table and exits (non-zero if any request failed).
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use berth_e2e::{Server, workspace_bin};
+use clap::Parser;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+#[derive(Parser)]
+#[command(
+    about = "Creates/s and GETs/s of a fresh `berth apiserver`, against the disk's fsync rate"
+)]
+struct Args {
+    /// The berth binary to run (default: the workspace's release build).
+    #[arg(long, env = "BERTH_BIN")]
+    berth_bin: Option<PathBuf>,
+    /// ConfigMap creates per concurrency level.
+    #[arg(long, default_value_t = 2_000)]
+    creates: usize,
+    /// ConfigMap GETs per concurrency level (spread over the ConfigMaps that level created).
+    #[arg(long, default_value_t = 20_000)]
+    gets: usize,
+    /// Small write + fdatasync iterations per fsync measurement.
+    #[arg(long, default_value_t = 500)]
+    fsyncs: usize,
+    /// Concurrency levels (requests in flight), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    concurrency: Vec<usize>,
+}
+
+/// The outcome of one timed phase.
+struct Phase {
+    elapsed: Duration,
+    /// Latencies of the successful requests, sorted.
+    latencies: Vec<Duration>,
+    errors: Vec<String>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[index].as_secs_f64() * 1e3
+    }
+}
+
+struct Level {
+    concurrency: usize,
+    fsyncs_per_sec: f64,
+    creates: Phase,
+    gets: Phase,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.creates > 0 && args.gets > 0 && args.fsyncs > 0,
+        "--creates, --gets and --fsyncs must be positive"
+    );
+    ensure!(
+        !args.concurrency.contains(&0),
+        "--concurrency levels must be positive"
+    );
+    let bin = args
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| workspace_bin("release"));
+    ensure!(
+        bin.exists(),
+        "{} does not exist: build it with `cargo build --release -p berth`, or pass --berth-bin",
+        bin.display()
+    );
+
+    let server = Server::start_bin(bin.clone());
+    let data_dir = server.data_dir.path().to_owned();
+    let client = server.client().await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let namespaces: Api<Namespace> = Api::all(client);
+
+    println!("berth apiserver benchmark");
+    println!("- binary: {}", bin.display());
+    println!("- data dir: {} (fsyncs measured there)", data_dir.display());
+    println!(
+        "- per level: {} creates, {} GETs, {} write+fdatasync; load average at start: {}",
+        args.creates,
+        args.gets,
+        args.fsyncs,
+        load_average()
+    );
+
+    let mut levels = Vec::new();
+    for &concurrency in &args.concurrency {
+        // Open the client's connections before timing, so TLS handshakes are not counted.
+        let api = namespaces.clone();
+        let warm_up = drive(concurrency, concurrency * 4, move |_| {
+            let api = api.clone();
+            async move { api.get("default").await.map(drop) }
+        })
+        .await;
+        ensure!(
+            warm_up.errors.is_empty(),
+            "warm-up GETs of namespace default failed: {:?}",
+            warm_up.errors
+        );
+
+        let fsyncs_per_sec = {
+            let dir = data_dir.clone();
+            let iterations = args.fsyncs;
+            tokio::task::spawn_blocking(move || fsync_rate(&dir, iterations)).await??
+        };
+
+        let prefix = format!("bench-c{concurrency}-");
+        let api = configmaps.clone();
+        let names = prefix.clone();
+        let creates = drive(concurrency, args.creates, move |i| {
+            let api = api.clone();
+            let object = config_map(format!("{names}{i}"));
+            async move { api.create(&PostParams::default(), &object).await.map(drop) }
+        })
+        .await;
+
+        let api = configmaps.clone();
+        let created = args.creates;
+        let gets = drive(concurrency, args.gets, move |i| {
+            let api = api.clone();
+            let name = format!("{prefix}{}", i % created);
+            async move { api.get(&name).await.map(drop) }
+        })
+        .await;
+
+        levels.push(Level {
+            concurrency,
+            fsyncs_per_sec,
+            creates,
+            gets,
+        });
+    }
+
+    println!();
+    println!(
+        "| concurrency | creates/s | create p50 ms | create p99 ms | GETs/s | GET p50 ms | GET p99 ms | fsyncs/s | creates/s ÷ fsyncs/s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for level in &levels {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.3} | {:.3} | {:.0} | {:.2} |",
+            level.concurrency,
+            level.creates.rate(),
+            level.creates.percentile_ms(0.5),
+            level.creates.percentile_ms(0.99),
+            level.gets.rate(),
+            level.gets.percentile_ms(0.5),
+            level.gets.percentile_ms(0.99),
+            level.fsyncs_per_sec,
+            level.creates.rate() / level.fsyncs_per_sec,
+        );
+    }
+    println!();
+    if let (Some(first), Some(last)) = (levels.first(), levels.last())
+        && levels.len() > 1
+    {
+        println!(
+            "- creates/s at c={} ÷ creates/s at c={}: {:.1}; GETs/s: {:.1}",
+            last.concurrency,
+            first.concurrency,
+            last.creates.rate() / first.creates.rate(),
+            last.gets.rate() / first.gets.rate(),
+        );
+    }
+    if let Some(pid) = server.pid() {
+        println!("- server memory after the run: {}", memory(pid));
+    }
+    println!("- load average at end: {}", load_average());
+
+    let mut failed = 0;
+    for level in &levels {
+        for (what, phase) in [("creates", &level.creates), ("GETs", &level.gets)] {
+            if !phase.errors.is_empty() {
+                failed += phase.errors.len();
+                println!(
+                    "- {} of the {what} at c={} failed; first: {}",
+                    phase.errors.len(),
+                    level.concurrency,
+                    phase
+                        .errors
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
+            }
+        }
+    }
+    ensure!(failed == 0, "{failed} requests failed (see above)");
+    Ok(())
+}
+
+/// Runs `op(0..total)` with `concurrency` requests in flight, timing each one and the whole phase.
+async fn drive<F, Fut>(concurrency: usize, total: usize, op: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), kube::Error>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let next = next.clone();
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    match op(i).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(e) => errors.push(format!("request {i}: {e}")),
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = Vec::new();
+    for worker in workers {
+        match worker.await {
+            Ok((l, e)) => {
+                latencies.extend(l);
+                errors.extend(e);
+            }
+            Err(e) => errors.push(format!("a worker task failed: {e}")),
+        }
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Phase {
+        elapsed,
+        latencies,
+        errors,
+    }
+}
+
+fn config_map(name: String) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name),
+            ..ObjectMeta::default()
+        },
+        data: Some([("config".to_owned(), "x".repeat(100))].into()),
+        ..ConfigMap::default()
+    }
+}
+
+/// Appends `iterations` 4 KiB blocks (one SQLite page) to a new file in `dir`, each followed by fdatasync,
+/// and returns the syncs per second: the rate one writer waiting for each commit can reach.
+fn fsync_rate(dir: &Path, iterations: usize) -> Result<f64> {
+    let path = dir.join("fsync-probe");
+    let mut file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let block = [0x5a_u8; 4096];
+    let start = Instant::now();
+    for _ in 0..iterations {
+        file.write_all(&block)?;
+        file.sync_data()?;
+    }
+    let rate = iterations as f64 / start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(rate)
+}
+
+/// VmRSS and VmHWM (peak) from /proc/<pid>/status, as the kernel prints them.
+fn memory(pid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status
+            .lines()
+            .filter(|l| l.starts_with("VmRSS:") || l.starts_with("VmHWM:"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
