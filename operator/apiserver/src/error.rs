@@ -190,6 +190,16 @@ impl ApiError {
         Self::new(StatusCode::GONE, "Expired", message)
     }
 
+    /// A resourceVersion from the future (for instance, a client that outlived a reset data directory).
+    /// Clients recognise the cause and list again.
+    pub fn too_large_resource_version(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut err = Self::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", message.clone());
+        err.causes = vec![Cause::new("ResourceVersionTooLarge", "", message)];
+        err.retry_after_seconds = Some(1);
+        err
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
     }

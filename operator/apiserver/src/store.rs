@@ -91,6 +91,8 @@ pub enum StoreError {
     Storage(String),
     #[error("too old resource version: {requested} ({oldest})")]
     TooOld { requested: u64, oldest: u64 },
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooNew { requested: u64, current: u64 },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -267,6 +269,12 @@ impl Store {
                     .collect()
             }
             WatchFrom::After(rv) => {
+                if rv > state.rv {
+                    return Err(StoreError::TooNew {
+                        requested: rv,
+                        current: state.rv,
+                    });
+                }
                 if rv < state.history_floor && rv < state.rv {
                     return Err(StoreError::TooOld {
                         requested: rv,
@@ -718,6 +726,27 @@ mod tests {
         assert_eq!(stale.unwrap_err(), StoreError::Conflict);
         let dup = store.write(op("a", Action::Create(cm("a", "1")))).await;
         assert_eq!(dup.unwrap_err(), StoreError::AlreadyExists);
+    }
+
+    #[tokio::test]
+    async fn watch_from_the_future_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .write(op("a", Action::Create(cm("a", "1"))))
+            .await
+            .unwrap();
+        let err = store
+            .watch(&key(), None, WatchFrom::After(7))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            StoreError::TooNew {
+                requested: 7,
+                current: 1
+            }
+        );
     }
 
     #[tokio::test]

@@ -233,6 +233,7 @@ pub fn store_error(target: &Target, err: StoreError) -> ApiError {
         ),
         StoreError::UidMismatch { .. } => ApiError::conflict(subject, err.to_string()),
         StoreError::TooOld { .. } => ApiError::expired(err.to_string()),
+        StoreError::TooNew { .. } => ApiError::too_large_resource_version(err.to_string()),
         StoreError::Storage(message) => ApiError::internal(message),
     }
 }

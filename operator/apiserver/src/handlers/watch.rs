@@ -77,6 +77,10 @@ pub async fn watch(ctx: Ctx) -> Result<Response> {
                     .to_status();
             let _ = tx.try_send(Ok(line("ERROR", &status)));
         }
+        Err(err @ StoreError::TooNew { .. }) => {
+            let status = ApiError::too_large_resource_version(err.to_string()).to_status();
+            let _ = tx.try_send(Ok(line("ERROR", &status)));
+        }
         Err(err) => return Err(ApiError::internal(err.to_string())),
         Ok(sub) => {
             let stream = Stream {
