@@ -314,6 +314,14 @@ fn text(value: &Value) -> &str {
         .unwrap_or_else(|| panic!("expected a string, got {value}"))
 }
 
+/// The resourceVersion of a ConfigMap list straight from the server (kubectl's `-o json` of a list is a
+/// client-side `List` without one).
+fn list_resource_version(k: &Kubectl) -> u64 {
+    let text = k.ok(&["get", "--raw", "/api/v1/configmaps"]);
+    let list: Value = serde_json::from_str(&text).expect("a ConfigMapList");
+    resource_version(&list)
+}
+
 /// The server still serves reads after whatever a test sent it.
 fn assert_still_answers(k: &Kubectl) {
     let version = k.ok(&["get", "--raw", "/version"]);
@@ -503,16 +511,6 @@ fn configmap_from_stdin_apply_get_update_delete() {
         "client-side apply keeps its annotation: {first}"
     );
 
-    // Client-side apply removes a key dropped from the manifest and changes the other.
-    let v2 = configmap_yaml("settings", &[("app", "shop")], &[("mode", "prod")]);
-    let configured = k.ok_stdin(&["apply", "-f", "-"], Some(&v2));
-    assert_eq!(configured.trim(), "configmap/settings configured");
-    let yaml_text = k.ok(&["get", "cm", "settings", "-o", "yaml"]);
-    let second: Value = serde_yaml::from_str(&yaml_text).expect("kubectl -o yaml prints YAML");
-    assert_eq!(second["data"], serde_json::json!({"mode": "prod"}));
-    assert_eq!(second["metadata"]["uid"], first["metadata"]["uid"]);
-    assert!(resource_version(&second) > resource_version(&first));
-
     // `kubectl create -f -` (a plain POST of the YAML as JSON) works too, and refuses a duplicate.
     let other = configmap_yaml("other", &[], &[("k", "v")]);
     assert_eq!(
@@ -526,10 +524,34 @@ fn configmap_from_stdin_apply_get_update_delete() {
     );
 
     assert_eq!(k.names(&["get", "configmaps"]), set(&["other", "settings"]));
-    let deleted = k.ok_stdin(&["delete", "-f", "-"], Some(&v2));
+    let deleted = k.ok_stdin(&["delete", "-f", "-"], Some(&v1));
     assert_eq!(deleted.trim(), "configmap \"settings\" deleted");
     assert!(k.is_gone(&["configmap", "settings"]));
     assert_eq!(k.names(&["get", "configmaps"]), set(&["other"]));
+}
+
+#[test]
+fn configmap_reapplied_with_changes_is_updated() {
+    // Client-side apply of a changed built-in object sends a strategic merge patch.
+    let server = Server::start();
+    let k = Kubectl::new(&server);
+    let v1 = configmap_yaml(
+        "settings",
+        &[("app", "shop")],
+        &[("mode", "dev"), ("level", "3")],
+    );
+    k.ok_stdin(&["apply", "-f", "-"], Some(&v1));
+    let first = k.json(&["get", "configmap", "settings"]);
+
+    // A key dropped from the manifest is removed, a changed one is updated.
+    let v2 = configmap_yaml("settings", &[("app", "shop")], &[("mode", "prod")]);
+    let configured = k.ok_stdin(&["apply", "-f", "-"], Some(&v2));
+    assert_eq!(configured.trim(), "configmap/settings configured");
+    let yaml_text = k.ok(&["get", "cm", "settings", "-o", "yaml"]);
+    let second: Value = serde_yaml::from_str(&yaml_text).expect("kubectl -o yaml prints YAML");
+    assert_eq!(second["data"], serde_json::json!({"mode": "prod"}));
+    assert_eq!(second["metadata"]["uid"], first["metadata"]["uid"]);
+    assert!(resource_version(&second) > resource_version(&first));
 }
 
 #[test]
@@ -882,7 +904,7 @@ fn restart_keeps_objects_and_continues_resource_versions() {
         let cm = k.json(&["get", "configmap", "kept"]);
         stack_uid = stack["metadata"]["uid"].clone();
         cm_uid = cm["metadata"]["uid"].clone();
-        before_restart = resource_version(&k.json(&["get", "configmaps"]));
+        before_restart = list_resource_version(&k);
         assert!(before_restart >= resource_version(&stack).max(resource_version(&cm)));
     }
 
@@ -912,7 +934,7 @@ fn restart_keeps_objects_and_continues_resource_versions() {
         set(&["default", "kube-node-lease", "kube-public", "kube-system"]),
         "a restart neither loses nor duplicates the default namespaces"
     );
-    assert!(resource_version(&k.json(&["get", "configmaps"])) >= before_restart);
+    assert!(list_resource_version(&k) >= before_restart);
 
     k.ok(&["label", "configmap", "kept", "after=restart"]);
     let relabelled = k.json(&["get", "configmap", "kept"]);
@@ -1201,7 +1223,11 @@ fn wrong_or_missing_token_is_unauthorized() {
     );
     assert!(stderr.contains("Unauthorized"), "{stderr}");
     let cm = configmap_yaml("sneaky", &[], &[]);
-    let stderr = k.fails(&["--token=wrong", "create", "-f", "-"], Some(&cm));
+    let stderr = k.fails_with_status(
+        &["--token=wrong", "create", "--validate=false", "-f", "-"],
+        Some(&cm),
+        "401 Unauthorized",
+    );
     assert!(stderr.contains("Unauthorized"), "{stderr}");
 
     // A copy of the kubeconfig without the token. kubectl prompts for a password when a user has no credentials
@@ -1303,10 +1329,11 @@ fn versioned_kubectls() -> Vec<(u32, PathBuf)> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join("kubectl");
-        if let Ok(real) = std::fs::canonicalize(&candidate) {
-            if let Some(parent) = real.parent() {
-                dirs.push(parent.to_path_buf());
-            }
+        if let Some(parent) = std::fs::canonicalize(&candidate)
+            .ok()
+            .and_then(|real| real.parent().map(Path::to_path_buf))
+        {
+            dirs.push(parent);
         }
         dirs.push(dir);
     }

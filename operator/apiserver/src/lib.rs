@@ -6,6 +6,7 @@ mod crd;
 pub mod error;
 mod handlers;
 mod object;
+mod openapi;
 pub mod pki;
 mod registry;
 mod request;

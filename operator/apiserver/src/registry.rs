@@ -48,6 +48,27 @@ pub struct ResourceType {
     pub schema: Schema,
     /// Custom resources must be updated with a resourceVersion; most built-ins may be updated unconditionally.
     pub unconditional_update: bool,
+    /// Where the `scale` subresource reads and writes replicas, when the resource has one.
+    pub scale: Option<ScalePaths>,
+}
+
+/// JSON paths (dotted, without the leading dot) behind a `scale` subresource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    /// A path to a serialized label selector (CRDs), or `None` when it is derived from `spec.selector`.
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    fn builtin() -> Self {
+        ScalePaths {
+            spec_replicas: "spec.replicas".into(),
+            status_replicas: "status.replicas".into(),
+            label_selector: None,
+        }
+    }
 }
 
 impl ResourceType {
@@ -122,14 +143,35 @@ impl ResourceType {
             main["categories"] = json!(self.categories);
         }
         let mut entries = vec![main];
-        if self.status_subresource {
-            entries.push(json!({
-                "name": format!("{}/status", self.resource),
+        let sub = |name: &str, kind: &str, group: Option<(&str, &str)>, verbs: &[&str]| {
+            let mut entry = json!({
+                "name": format!("{}/{name}", self.resource),
                 "singularName": "",
                 "namespaced": self.namespaced,
-                "kind": self.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": kind,
+                "verbs": verbs,
+            });
+            if let Some((group, version)) = group {
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
+            }
+            entry
+        };
+        if self.status_subresource {
+            entries.push(sub("status", &self.kind, None, &["get", "patch", "update"]));
+        }
+        if self.scale.is_some() {
+            entries.push(sub(
+                "scale",
+                "Scale",
+                Some(("autoscaling", "v1")),
+                &["get", "patch", "update"],
+            ));
+        }
+        match (self.group.as_str(), self.resource.as_str()) {
+            ("", "pods") => entries.push(sub("binding", "Binding", None, &["create"])),
+            ("", "namespaces") => entries.push(sub("finalize", "Namespace", None, &["update"])),
+            _ => {}
         }
         entries
     }
@@ -139,6 +181,7 @@ fn typed<T: DeserializeOwned>(value: &Value) -> Result<(), String> {
     T::deserialize(value).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// A built-in kind, described with a small builder so the table below reads as one line per kind.
 struct Builtin {
     group: &'static str,
     version: &'static str,
@@ -151,7 +194,75 @@ struct Builtin {
     status_on_create: StatusOnCreate,
     generation: bool,
     field_labels: &'static [(&'static str, &'static str)],
+    scale: bool,
     decode: fn(&Value) -> Result<(), String>,
+}
+
+const NAMESPACED: bool = true;
+const CLUSTER: bool = false;
+
+fn kind<T: DeserializeOwned>(
+    group: &'static str,
+    version: &'static str,
+    resource: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> Builtin {
+    Builtin {
+        group,
+        version,
+        resource,
+        kind,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        status_on_create: StatusOnCreate::Reset,
+        generation: false,
+        field_labels: &[],
+        scale: false,
+        decode: typed::<T>,
+    }
+}
+
+impl Builtin {
+    fn short(mut self, names: &'static [&'static str]) -> Self {
+        self.short_names = names;
+        self
+    }
+
+    fn categories(mut self, categories: &'static [&'static str]) -> Self {
+        self.categories = categories;
+        self
+    }
+
+    /// Has a `status` subresource, so status is written apart from the rest.
+    fn status(mut self) -> Self {
+        self.status = true;
+        self
+    }
+
+    /// Clients create it with its status (Nodes registered by a kubelet).
+    fn status_kept_on_create(mut self) -> Self {
+        self.status_on_create = StatusOnCreate::Keep;
+        self
+    }
+
+    fn generation(mut self) -> Self {
+        self.generation = true;
+        self
+    }
+
+    /// Has a `scale` subresource over `spec.replicas`.
+    fn scale(mut self) -> Self {
+        self.scale = true;
+        self
+    }
+
+    fn fields(mut self, labels: &'static [(&'static str, &'static str)]) -> Self {
+        self.field_labels = labels;
+        self
+    }
 }
 
 const POD_FIELDS: &[(&str, &str)] = &[
@@ -183,171 +294,309 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 ];
 
 fn builtins() -> Vec<Builtin> {
-    use StatusOnCreate::{Keep, Reset};
     use k8s_openapi::api::{
-        coordination::v1 as coordination, core::v1 as core, events::v1 as events,
+        admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v2 as autoscaling,
+        batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
+        core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+        flowcontrol::v1 as flowcontrol, networking::v1 as networking, node::v1 as node,
+        policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+        storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
-    let b = |group, version, resource, kind, namespaced, short_names, status, decode| Builtin {
-        group,
-        version,
-        resource,
-        kind,
-        namespaced,
-        short_names,
-        categories: &[],
-        status,
-        status_on_create: Reset,
-        generation: false,
-        field_labels: &[],
-        decode,
-    };
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
+    const ALL: &[&str] = &["all"];
     vec![
-        Builtin {
-            field_labels: &[("status.phase", "status.phase")],
-            ..b(
-                "",
-                "v1",
-                "namespaces",
-                "Namespace",
-                false,
-                &["ns"],
-                true,
-                typed::<core::Namespace>,
-            )
-        },
-        Builtin {
-            categories: &["all"],
-            generation: true,
-            field_labels: POD_FIELDS,
-            ..b(
-                "",
-                "v1",
-                "pods",
-                "Pod",
-                true,
-                &["po"],
-                true,
-                typed::<core::Pod>,
-            )
-        },
-        Builtin {
-            categories: &["all"],
-            ..b(
-                "",
-                "v1",
-                "services",
-                "Service",
-                true,
-                &["svc"],
-                true,
-                typed::<core::Service>,
-            )
-        },
-        Builtin {
-            field_labels: &[("type", "type")],
-            ..b(
-                "",
-                "v1",
-                "secrets",
-                "Secret",
-                true,
-                &[],
-                false,
-                typed::<core::Secret>,
-            )
-        },
-        b(
-            "",
-            "v1",
-            "configmaps",
-            "ConfigMap",
-            true,
-            &["cm"],
-            false,
-            typed::<core::ConfigMap>,
-        ),
-        b(
+        // core/v1
+        kind::<core::ConfigMap>("", "v1", "configmaps", "ConfigMap", NAMESPACED).short(&["cm"]),
+        kind::<core::Endpoints>("", "v1", "endpoints", "Endpoints", NAMESPACED).short(&["ep"]),
+        kind::<core::Event>("", "v1", "events", "Event", NAMESPACED)
+            .short(&["ev"])
+            .fields(EVENT_FIELDS),
+        kind::<core::LimitRange>("", "v1", "limitranges", "LimitRange", NAMESPACED)
+            .short(&["limits"]),
+        kind::<core::Namespace>("", "v1", "namespaces", "Namespace", CLUSTER)
+            .short(&["ns"])
+            .status()
+            .fields(&[("status.phase", "status.phase")]),
+        kind::<core::Node>("", "v1", "nodes", "Node", CLUSTER)
+            .short(&["no"])
+            .status()
+            .status_kept_on_create()
+            .fields(&[("spec.unschedulable", "spec.unschedulable")]),
+        kind::<core::PersistentVolumeClaim>(
             "",
             "v1",
             "persistentvolumeclaims",
             "PersistentVolumeClaim",
-            true,
-            &["pvc"],
-            true,
-            typed::<core::PersistentVolumeClaim>,
-        ),
-        b(
+            NAMESPACED,
+        )
+        .short(&["pvc"])
+        .status(),
+        kind::<core::PersistentVolume>("", "v1", "persistentvolumes", "PersistentVolume", CLUSTER)
+            .short(&["pv"])
+            .status(),
+        kind::<core::Pod>("", "v1", "pods", "Pod", NAMESPACED)
+            .short(&["po"])
+            .categories(ALL)
+            .status()
+            .generation()
+            .fields(POD_FIELDS),
+        kind::<core::PodTemplate>("", "v1", "podtemplates", "PodTemplate", NAMESPACED),
+        kind::<core::ReplicationController>(
             "",
             "v1",
-            "persistentvolumes",
-            "PersistentVolume",
-            false,
-            &["pv"],
-            true,
-            typed::<core::PersistentVolume>,
-        ),
-        Builtin {
-            status_on_create: Keep,
-            field_labels: &[("spec.unschedulable", "spec.unschedulable")],
-            ..b(
-                "",
-                "v1",
-                "nodes",
-                "Node",
-                false,
-                &["no"],
-                true,
-                typed::<core::Node>,
-            )
-        },
-        Builtin {
-            field_labels: EVENT_FIELDS,
-            ..b(
-                "",
-                "v1",
-                "events",
-                "Event",
-                true,
-                &["ev"],
-                false,
-                typed::<core::Event>,
-            )
-        },
-        b(
-            "events.k8s.io",
+            "replicationcontrollers",
+            "ReplicationController",
+            NAMESPACED,
+        )
+        .short(&["rc"])
+        .categories(ALL)
+        .status()
+        .generation()
+        .scale(),
+        kind::<core::ResourceQuota>("", "v1", "resourcequotas", "ResourceQuota", NAMESPACED)
+            .short(&["quota"])
+            .status(),
+        kind::<core::Secret>("", "v1", "secrets", "Secret", NAMESPACED).fields(&[("type", "type")]),
+        kind::<core::ServiceAccount>("", "v1", "serviceaccounts", "ServiceAccount", NAMESPACED)
+            .short(&["sa"]),
+        kind::<core::Service>("", "v1", "services", "Service", NAMESPACED)
+            .short(&["svc"])
+            .categories(ALL)
+            .status(),
+        // apiregistration.k8s.io
+        kind::<apiregistration::APIService>(
+            "apiregistration.k8s.io",
             "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            false,
-            typed::<events::Event>,
-        ),
-        b(
-            "coordination.k8s.io",
+            "apiservices",
+            "APIService",
+            CLUSTER,
+        )
+        .categories(&["api-extensions"])
+        .status(),
+        // apps
+        kind::<apps::ControllerRevision>(
+            "apps",
             "v1",
-            "leases",
-            "Lease",
-            true,
-            &[],
-            false,
-            typed::<coordination::Lease>,
+            "controllerrevisions",
+            "ControllerRevision",
+            NAMESPACED,
         ),
-        Builtin {
-            categories: &["api-extensions"],
-            generation: true,
-            ..b(
-                "apiextensions.k8s.io",
-                "v1",
-                "customresourcedefinitions",
-                "CustomResourceDefinition",
-                false,
-                &["crd", "crds"],
-                true,
-                typed::<apiextensions::CustomResourceDefinition>,
-            )
-        },
+        kind::<apps::DaemonSet>("apps", "v1", "daemonsets", "DaemonSet", NAMESPACED)
+            .short(&["ds"])
+            .categories(ALL)
+            .status()
+            .generation(),
+        kind::<apps::Deployment>("apps", "v1", "deployments", "Deployment", NAMESPACED)
+            .short(&["deploy"])
+            .categories(ALL)
+            .status()
+            .generation()
+            .scale(),
+        kind::<apps::ReplicaSet>("apps", "v1", "replicasets", "ReplicaSet", NAMESPACED)
+            .short(&["rs"])
+            .categories(ALL)
+            .status()
+            .generation()
+            .scale(),
+        kind::<apps::StatefulSet>("apps", "v1", "statefulsets", "StatefulSet", NAMESPACED)
+            .short(&["sts"])
+            .categories(ALL)
+            .status()
+            .generation()
+            .scale(),
+        // events.k8s.io
+        kind::<events::Event>("events.k8s.io", "v1", "events", "Event", NAMESPACED).short(&["ev"]),
+        // autoscaling
+        kind::<autoscaling::HorizontalPodAutoscaler>(
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            NAMESPACED,
+        )
+        .short(&["hpa"])
+        .categories(ALL)
+        .status(),
+        // batch
+        kind::<batch::CronJob>("batch", "v1", "cronjobs", "CronJob", NAMESPACED)
+            .short(&["cj"])
+            .categories(ALL)
+            .status()
+            .generation(),
+        kind::<batch::Job>("batch", "v1", "jobs", "Job", NAMESPACED)
+            .categories(ALL)
+            .status()
+            .generation(),
+        // certificates.k8s.io
+        kind::<certificates::CertificateSigningRequest>(
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+            "CertificateSigningRequest",
+            CLUSTER,
+        )
+        .short(&["csr"])
+        .status(),
+        // networking.k8s.io
+        kind::<networking::IngressClass>(
+            "networking.k8s.io",
+            "v1",
+            "ingressclasses",
+            "IngressClass",
+            CLUSTER,
+        ),
+        kind::<networking::Ingress>(
+            "networking.k8s.io",
+            "v1",
+            "ingresses",
+            "Ingress",
+            NAMESPACED,
+        )
+        .short(&["ing"])
+        .status()
+        .generation(),
+        kind::<networking::NetworkPolicy>(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            NAMESPACED,
+        )
+        .short(&["netpol"])
+        .generation(),
+        // policy
+        kind::<policy::PodDisruptionBudget>(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            NAMESPACED,
+        )
+        .short(&["pdb"])
+        .status()
+        .generation(),
+        // rbac.authorization.k8s.io
+        kind::<rbac::ClusterRoleBinding>(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            CLUSTER,
+        ),
+        kind::<rbac::ClusterRole>(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            CLUSTER,
+        ),
+        kind::<rbac::RoleBinding>(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            NAMESPACED,
+        ),
+        kind::<rbac::Role>(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "roles",
+            "Role",
+            NAMESPACED,
+        ),
+        // storage.k8s.io
+        kind::<storage::CSIDriver>("storage.k8s.io", "v1", "csidrivers", "CSIDriver", CLUSTER),
+        kind::<storage::CSINode>("storage.k8s.io", "v1", "csinodes", "CSINode", CLUSTER),
+        kind::<storage::StorageClass>(
+            "storage.k8s.io",
+            "v1",
+            "storageclasses",
+            "StorageClass",
+            CLUSTER,
+        )
+        .short(&["sc"]),
+        kind::<storage::VolumeAttachment>(
+            "storage.k8s.io",
+            "v1",
+            "volumeattachments",
+            "VolumeAttachment",
+            CLUSTER,
+        )
+        .status(),
+        // admissionregistration.k8s.io
+        kind::<admission::MutatingWebhookConfiguration>(
+            "admissionregistration.k8s.io",
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            CLUSTER,
+        )
+        .categories(&["api-extensions"]),
+        kind::<admission::ValidatingWebhookConfiguration>(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            CLUSTER,
+        )
+        .categories(&["api-extensions"]),
+        // apiextensions.k8s.io
+        kind::<apiextensions::CustomResourceDefinition>(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            CLUSTER,
+        )
+        .short(&["crd", "crds"])
+        .categories(&["api-extensions"])
+        .status()
+        .generation(),
+        // scheduling.k8s.io
+        kind::<scheduling::PriorityClass>(
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            "PriorityClass",
+            CLUSTER,
+        )
+        .short(&["pc"]),
+        // coordination.k8s.io
+        kind::<coordination::Lease>("coordination.k8s.io", "v1", "leases", "Lease", NAMESPACED),
+        // node.k8s.io
+        kind::<node::RuntimeClass>(
+            "node.k8s.io",
+            "v1",
+            "runtimeclasses",
+            "RuntimeClass",
+            CLUSTER,
+        ),
+        // discovery.k8s.io
+        kind::<discovery::EndpointSlice>(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            NAMESPACED,
+        ),
+        // flowcontrol.apiserver.k8s.io
+        kind::<flowcontrol::FlowSchema>(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "flowschemas",
+            "FlowSchema",
+            CLUSTER,
+        )
+        .status(),
+        kind::<flowcontrol::PriorityLevelConfiguration>(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "prioritylevelconfigurations",
+            "PriorityLevelConfiguration",
+            CLUSTER,
+        )
+        .status(),
     ]
 }
 
@@ -377,6 +626,7 @@ impl From<Builtin> for ResourceType {
                 .collect(),
             schema: Schema::Typed(b.decode),
             unconditional_update: true,
+            scale: b.scale.then(ScalePaths::builtin),
         }
     }
 }
@@ -441,6 +691,21 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceType> {
                         .map(|_| Arc::new(v["schema"]["openAPIV3Schema"].clone())),
                 ),
                 unconditional_update: false,
+                scale: v["subresources"]["scale"].as_object().map(|scale| {
+                    let path = |key: &str| {
+                        scale
+                            .get(key)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .trim_start_matches('.')
+                            .to_owned()
+                    };
+                    ScalePaths {
+                        spec_replicas: path("specReplicasPath"),
+                        status_replicas: path("statusReplicasPath"),
+                        label_selector: Some(path("labelSelectorPath")).filter(|p| !p.is_empty()),
+                    }
+                }),
             }
         })
         .collect()
@@ -457,6 +722,8 @@ struct Inner {
     builtin: Vec<Arc<ResourceType>>,
     /// Custom resources by the CRD's name (`<plural>.<group>`).
     custom: BTreeMap<String, Vec<Arc<ResourceType>>>,
+    /// Bumped whenever the served resources change, so views of them (OpenAPI documents) know to rebuild.
+    generation: u64,
 }
 
 impl Default for Registry {
@@ -475,6 +742,7 @@ impl Registry {
             inner: Arc::new(RwLock::new(Inner {
                 builtin,
                 custom: BTreeMap::new(),
+                generation: 0,
             })),
         }
     }
@@ -485,13 +753,19 @@ impl Registry {
     }
 
     fn all(&self) -> Vec<Arc<ResourceType>> {
+        self.snapshot().1
+    }
+
+    /// Every served resource (built-in first), with the generation they belong to.
+    pub fn snapshot(&self) -> (u64, Vec<Arc<ResourceType>>) {
         let inner = self.read();
-        inner
+        let resources = inner
             .builtin
             .iter()
             .chain(inner.custom.values().flatten())
             .cloned()
-            .collect()
+            .collect();
+        (inner.generation, resources)
     }
 
     pub fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<Arc<ResourceType>> {
@@ -502,6 +776,7 @@ impl Registry {
 
     pub fn set_crd(&self, name: &str, resources: Vec<ResourceType>) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        inner.generation += 1;
         if resources.is_empty() {
             inner.custom.remove(name);
         } else {

@@ -8,6 +8,7 @@ mod discovery;
 mod fuzz_tests;
 mod patch;
 mod read;
+mod subresource;
 mod update;
 mod watch;
 
@@ -158,11 +159,22 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
             patch::patch(ctx).await
         }
         (&Method::DELETE, true, None) => delete::delete(ctx).await,
+        (&Method::POST, true, Some("binding")) if is_builtin(&ctx, "pods") => subresource::bind(ctx).await,
+        (&Method::PUT, true, Some("finalize")) if is_builtin(&ctx, "namespaces") => {
+            subresource::finalize(ctx).await
+        }
+        (&Method::GET | &Method::PUT | &Method::PATCH, true, Some("scale")) if ctx.target.rt.scale.is_some() => {
+            subresource::scale(ctx, &method).await
+        }
         (_, _, Some(_)) => Err(ApiError::no_route()),
         (method, _, None) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource: {method}"
         ))),
     }
+}
+
+fn is_builtin(ctx: &Ctx, resource: &str) -> bool {
+    ctx.target.rt.group.is_empty() && ctx.target.rt.resource == resource
 }
 
 /// One resource request, decoded.

@@ -107,6 +107,24 @@ pub async fn patch(ctx: Ctx) -> Result<Response> {
     ))
 }
 
+/// Applies a JSON merge patch or JSON patch body, chosen by media type, to a document that is not stored as
+/// such (the `scale` subresource's Scale view).
+pub(super) fn apply_to(content_type: &str, current: &Value, body: &[u8]) -> Result<Value> {
+    let kind = match content_type.split(';').next().unwrap_or("").trim() {
+        "application/json-patch+json" => PatchType::Json,
+        "application/merge-patch+json" => PatchType::Merge,
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json (got {other:?})"
+            )));
+        }
+    };
+    let patch: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    apply(kind, current, &patch)
+}
+
 fn apply(kind: PatchType, current: &Value, patch: &Value) -> Result<Value> {
     let mut doc = current.clone();
     match kind {
