@@ -4,9 +4,11 @@
 mod admission;
 mod crd;
 pub mod error;
+mod gostr;
 mod handlers;
 mod object;
 mod openapi;
+mod patchmeta;
 pub mod pki;
 mod registry;
 mod request;
@@ -14,6 +16,8 @@ mod schema;
 mod selectors;
 mod server;
 pub mod store;
+mod strategic;
+mod table;
 mod validation;
 
 pub use server::{Config, DEFAULT_NAMESPACES, Running, StartError, start};

@@ -352,7 +352,7 @@ fn invalid(path: &str, value: &Value, detail: String) -> Cause {
 
 /// kube-openapi's `InvalidType`: `<path> in body must be of type <t>: "<got>"`.
 fn type_invalid(path: &str, type_name: &str, got: &str) -> Cause {
-    let quoted = go_quote(got);
+    let quoted = crate::gostr::quote(got);
     Cause::new(
         "FieldValueTypeInvalid",
         field_of(path),
@@ -557,7 +557,7 @@ fn check_type(
 }
 
 fn check_junctors(s: &Value, data: &Value, path: &str, out: &mut Vec<Cause>) {
-    let quoted = go_quote(path);
+    let quoted = crate::gostr::quote(path);
     let any_of = array_keyword(s, "anyOf");
     if !any_of.is_empty() {
         // Upstream keeps the branch with the most passed checks; the fewest errors stands in for it.
@@ -933,8 +933,8 @@ fn check_enum(s: &Value, data: &Value, path: &str, out: &mut Vec<Cause>) {
     let listed: Vec<String> = allowed
         .iter()
         .map(|a| match a {
-            Value::String(text) => go_quote(text),
-            other => go_quote(&go_json(other)),
+            Value::String(text) => crate::gostr::quote(text),
+            other => crate::gostr::quote(&go_json(other)),
         })
         .collect();
     out.push(Cause::new(
@@ -1140,10 +1140,10 @@ fn check_list_map(s: &Value, list: &[Value], path: &str, out: &mut Vec<Cause>) {
 /// and a missing value as the quoted word `"null"`.
 fn render_value(value: &Value) -> String {
     match value {
-        Value::Null => go_quote("null"),
+        Value::Null => crate::gostr::quote("null"),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => render_num(num(n)),
-        Value::String(text) => go_quote(text),
+        Value::String(text) => crate::gostr::quote(text),
         compound => go_json(compound),
     }
 }
@@ -1187,49 +1187,6 @@ fn go_json_float(f: f64) -> String {
 fn format_exponent(mantissa: &str, exp: i32) -> String {
     let sign = if exp < 0 { '-' } else { '+' };
     format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
-}
-
-/// Go's `strconv.Quote`.
-fn go_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if !go_printable(c) => {
-                if (c as u32) < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// An approximation of Go's `unicode.IsPrint`: no controls, no spacing other than ' ', no
-/// invisible format characters.
-fn go_printable(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    !(c.is_control()
-        || c.is_whitespace()
-        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
 }
 
 /// Go's `json.Marshal` of a decoded value: sorted keys, HTML-safe escapes, Go float format.
@@ -2328,7 +2285,7 @@ mod tests {
             go_json(&json!({"b": [1, 2.5], "a": "<&>"})),
             r#"{"a":"\u003c\u0026\u003e","b":[1,2.5]}"#
         );
-        assert_eq!(go_quote("a\"b\\\n\u{1}é"), r#""a\"b\\\n\x01é""#);
+        assert_eq!(crate::gostr::quote("a\"b\\\n\u{1}é"), r#""a\"b\\\n\x01é""#);
     }
 
     #[test]

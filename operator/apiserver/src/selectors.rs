@@ -476,7 +476,10 @@ fn aggregate(errors: Vec<String>) -> String {
 
 /// Upstream's `field.Invalid(path, value, detail).Error()` for a string value.
 fn field_invalid(path: &str, value: &str, detail: &str) -> String {
-    format!("{path}: Invalid value: {}: {detail}", go_quote(value))
+    format!(
+        "{path}: Invalid value: {}: {detail}",
+        crate::gostr::quote(value)
+    )
 }
 
 const LABEL_KEY_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
@@ -604,62 +607,6 @@ fn regex_error(msg: &str, re: &str, examples: &[&str]) -> String {
         "{msg} (e.g. {}regex used for validation is '{re}')",
         examples.join(" or ")
     )
-}
-
-/// Go's `%q`, so error texts quote bad values exactly as upstream does. Printable characters
-/// are kept; Go's `unicode.IsPrint` is approximated (unassigned code points stay unescaped).
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if !is_go_printable(c) => {
-                if (c as u32) < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn is_go_printable(c: char) -> bool {
-    let cp = c as u32;
-    let format_or_private = matches!(
-        cp,
-        0xAD | 0x600..=0x605
-            | 0x61C
-            | 0x6DD
-            | 0x70F
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x2064
-            | 0x2066..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0xE000..=0xF8FF
-            | 0xE0001
-            | 0xE0020..=0xE007F
-            | 0xF0000..=0x10FFFF
-    );
-    c == ' ' || !(c.is_control() || c.is_whitespace() || format_or_private)
 }
 
 /// A parsed `fieldSelector`: `field=value`, `field==value` or `field!=value` terms, all of
