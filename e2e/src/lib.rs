@@ -52,6 +52,8 @@ pub struct Server {
     pub data_dir: tempfile::TempDir,
     pub addr: SocketAddr,
     bin: PathBuf,
+    /// The subcommand and its extra flags (`apiserver`, or `up` with node settings).
+    command: Vec<String>,
     child: Option<Child>,
 }
 
@@ -63,6 +65,18 @@ impl Server {
 
     /// Like `start`, with a given `berth` binary (benchmarks run the release build).
     pub fn start_bin(bin: PathBuf) -> Server {
+        Server::start_command(bin, &["apiserver"])
+    }
+
+    /// Starts `berth up` (the whole embedded control plane) with extra flags, e.g. node network settings.
+    pub fn start_up(extra: &[&str]) -> Server {
+        let mut command = vec!["up"];
+        command.extend_from_slice(extra);
+        Server::start_command(berth_bin(), &command)
+    }
+
+    /// Starts `berth <command...> --data-dir <fresh dir> --listen 127.0.0.1:0`.
+    pub fn start_command(bin: PathBuf, command: &[&str]) -> Server {
         let data_dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -71,6 +85,7 @@ impl Server {
             data_dir,
             addr: "127.0.0.1:0".parse().expect("a valid address"),
             bin,
+            command: command.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.launch();
@@ -90,7 +105,8 @@ impl Server {
             .open(self.data_dir.path().join("apiserver.log"))
             .expect("opening the server log");
         let child = Command::new(&self.bin)
-            .args(["apiserver", "--data-dir"])
+            .args(&self.command)
+            .arg("--data-dir")
             .arg(self.data_dir.path())
             .arg("--listen")
             .arg(self.addr.to_string())

@@ -722,8 +722,6 @@ struct Inner {
     builtin: Vec<Arc<ResourceType>>,
     /// Custom resources by the CRD's name (`<plural>.<group>`).
     custom: BTreeMap<String, Vec<Arc<ResourceType>>>,
-    /// Bumped whenever the served resources change, so views of them (OpenAPI documents) know to rebuild.
-    generation: u64,
 }
 
 impl Default for Registry {
@@ -742,7 +740,6 @@ impl Registry {
             inner: Arc::new(RwLock::new(Inner {
                 builtin,
                 custom: BTreeMap::new(),
-                generation: 0,
             })),
         }
     }
@@ -752,20 +749,15 @@ impl Registry {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn all(&self) -> Vec<Arc<ResourceType>> {
-        self.snapshot().1
-    }
-
-    /// Every served resource (built-in first), with the generation they belong to.
-    pub fn snapshot(&self) -> (u64, Vec<Arc<ResourceType>>) {
+    /// Every served resource, built-in ones first. A CRD change replaces its resources with new `Arc`s.
+    pub fn all(&self) -> Vec<Arc<ResourceType>> {
         let inner = self.read();
-        let resources = inner
+        inner
             .builtin
             .iter()
             .chain(inner.custom.values().flatten())
             .cloned()
-            .collect();
-        (inner.generation, resources)
+            .collect()
     }
 
     pub fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<Arc<ResourceType>> {
@@ -776,7 +768,6 @@ impl Registry {
 
     pub fn set_crd(&self, name: &str, resources: Vec<ResourceType>) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        inner.generation += 1;
         if resources.is_empty() {
             inner.custom.remove(name);
         } else {

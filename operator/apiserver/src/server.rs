@@ -86,6 +86,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         registry,
         token: creds.token.clone(),
+        openapi: Default::default(),
     });
     let acceptor = TlsAcceptor::from(creds.tls.clone());
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "API server listening");

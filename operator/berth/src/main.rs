@@ -2,7 +2,8 @@
 //! (or, for `up`, all of them) configured from the command line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -28,10 +29,21 @@ struct ServerArgs {
     listen: SocketAddr,
 }
 
+/// `berth up`: the API server's flags and the control plane's.
+#[derive(clap::Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// How long a node's Lease may go unrenewed before the node turns NotReady (Ready=Unknown).
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    node_lease_grace: Duration,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run berth on this machine: the embedded control plane (for now, the API server).
-    Up(ServerArgs),
+    /// Run berth on this machine: the API server and the control-plane loops (scheduler, garbage collector,
+    /// namespace lifecycle, local volumes, node lifecycle).
+    Up(UpArgs),
     /// Run the embedded Kubernetes-compatible API server alone.
     Apiserver(ServerArgs),
     /// Print the Stack CustomResourceDefinition as YAML.
@@ -62,11 +74,12 @@ fn main() -> Result<()> {
             print!("{config}");
             Ok(())
         }
-        Command::Up(args) | Command::Apiserver(args) => serve(args),
+        Command::Up(args) => serve(args.server.clone(), Some(args)),
+        Command::Apiserver(args) => serve(args, None),
     }
 }
 
-fn serve(args: ServerArgs) -> Result<()> {
+fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -85,13 +98,54 @@ fn serve(args: ServerArgs) -> Result<()> {
             running.addr,
             running.kubeconfig.display()
         );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut control_plane = match &up {
+            Some(up) => Some(start_control_plane(&running.kubeconfig, up, stopped).await?),
+            None => None,
+        };
         tokio::select! {
             result = running.serve => result.context("the API server stopped")?,
             signal = tokio::signal::ctrl_c() => {
                 signal.context("waiting for Ctrl-C")?;
-                eprintln!("berth: stopping the API server");
+                eprintln!("berth: stopping the control plane and the API server");
             }
+            ended = async {
+                match control_plane.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                ended.context("the control plane panicked")?.context("the control plane stopped")?;
+            }
+        }
+        // The control plane gives its leader Lease up while the API server still answers.
+        let _ = stop.send(());
+        if let Some(task) = control_plane {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         Ok(())
     })
+}
+
+/// Starts the control-plane loops as a client of the API server that just started, until `stopped` fires.
+async fn start_control_plane(
+    kubeconfig: &Path,
+    up: &UpArgs,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::task::JoinHandle<Result<(), berth_controlplane::Error>>> {
+    let config = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("using {}", kubeconfig.display()))?;
+    let client = kube::Client::try_from(config).context("building the control plane's client")?;
+    let mut settings = berth_controlplane::Config::new(up.server.data_dir.clone());
+    settings.node_lease_grace = up.node_lease_grace;
+    Ok(tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        berth_controlplane::run(client, settings, shutdown).await
+    }))
 }

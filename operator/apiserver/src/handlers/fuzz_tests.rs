@@ -33,6 +33,7 @@ impl Harness {
             store,
             registry: Registry::new(),
             token: TOKEN.into(),
+            openapi: Default::default(),
         });
         let harness = Harness {
             app,

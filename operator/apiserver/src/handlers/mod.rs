@@ -36,6 +36,8 @@ pub struct App {
     pub store: Store,
     pub registry: Registry,
     pub token: String,
+    /// The OpenAPI documents rendered so far.
+    pub openapi: crate::openapi::Cache,
 }
 
 impl IntoResponse for ApiError {
@@ -106,7 +108,7 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let query = Query::parse(parts.uri.query())?;
-    if let Some(response) = discovery::serve(&app.registry, &parts.method, path) {
+    if let Some(response) = discovery::serve(&app, &parts) {
         return Ok(response);
     }
     let Some(target) = parse_target(&app.registry, path)? else {
@@ -119,6 +121,11 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::too_large(format!(
             "the request body exceeds the limit of {MAX_BODY} bytes"
@@ -129,6 +136,7 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
         target,
         query,
         content_type,
+        accept,
         body,
     };
     let sub = ctx.target.subresource.as_deref();
@@ -183,6 +191,8 @@ pub struct Ctx {
     pub target: Target,
     pub query: Query,
     pub content_type: String,
+    /// The Accept header, which may ask for a Table (see `crate::table`).
+    pub accept: Option<String>,
     pub body: Bytes,
 }
 

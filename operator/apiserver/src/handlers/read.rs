@@ -1,4 +1,5 @@
-//! `get` and `list`: served from the store's in-memory copy, filtered by label and field selectors.
+//! `get` and `list`: served from the store's in-memory copy, filtered by label and field selectors, as the
+//! objects themselves or as a `meta.k8s.io` Table when the client asks for one (`kubectl get`).
 
 use axum::response::Response;
 use http::StatusCode;
@@ -10,19 +11,24 @@ use crate::object;
 use crate::registry::ResourceType;
 use crate::request::Query;
 use crate::selectors::{FieldSelector, LabelSelector};
+use crate::table::{self, Tabulator};
 
 pub fn get(ctx: Ctx) -> Result<Response> {
     let target = &ctx.target;
+    let table = table::requested(ctx.accept.as_deref(), &ctx.query)?;
     let name = target.name.as_deref().unwrap_or_default();
     let object = ctx
         .app
         .store
         .get(&target.rt.key(), target.store_namespace(), name)
         .ok_or_else(|| ApiError::not_found(target.subject()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &object::served(&target.rt, &object),
-    ))
+    let body = match table {
+        Some(request) => {
+            Tabulator::new(&ctx.app.store, target.rt.clone(), request).object(&object, true)
+        }
+        None => object::served(&target.rt, &object),
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// Label and field selectors of a list or watch, checked against what the resource supports.
@@ -98,10 +104,19 @@ impl Filter {
 pub fn list(ctx: Ctx) -> Result<Response> {
     let rt = &ctx.target.rt;
     let filter = Filter::from_query(rt, &ctx.query)?;
+    let table = table::requested(ctx.accept.as_deref(), &ctx.query)?;
     let (rv, items) = ctx
         .app
         .store
         .list(&rt.key(), ctx.target.namespace.as_deref());
+    if let Some(request) = table {
+        let tabulator = Tabulator::new(&ctx.app.store, rt.clone(), request);
+        let matching = items
+            .iter()
+            .map(|o| o.as_ref())
+            .filter(|o| filter.matches(o));
+        return Ok(json_response(StatusCode::OK, &tabulator.list(rv, matching)));
+    }
     let items: Vec<Value> = items
         .iter()
         .filter(|o| filter.matches(o))

@@ -1,8 +1,11 @@
 //! `watch`: a stream of JSON lines (`{"type": ..., "object": ...}`) from the store's event history and live
 //! fan-out, with BOOKMARKs, `sendInitialEvents`, selector transitions as ADDED/DELETED, and the 410 rule:
 //! a resourceVersion older than the history is answered with HTTP 200 and an ERROR event carrying `Expired`.
+//! A client that asks for Tables (`kubectl get -w`) gets each object as a one-row Table; only the first carries
+//! the column definitions, as upstream sends them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -18,6 +21,7 @@ use crate::error::{ApiError, Result};
 use crate::object;
 use crate::registry::ResourceType;
 use crate::store::{Event, EventType, StoreError, WatchFrom};
+use crate::table::{self, Tabulator};
 
 /// How often an idle watch that asked for bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
@@ -34,6 +38,8 @@ pub async fn watch(ctx: Ctx) -> Result<Response> {
             &crate::request::Query::parse(Some(&format!("fieldSelector=metadata.name%3D{name}")))?,
         )?;
     }
+    let table = table::requested(ctx.accept.as_deref(), &ctx.query)?
+        .map(|request| Tabulator::new(&ctx.app.store, rt.clone(), request));
     let bookmarks = ctx.query.flag("allowWatchBookmarks")?;
     let send_initial = ctx.query.get("sendInitialEvents").map(|v| v == "true");
     let rv_param = ctx.query.get("resourceVersion");
@@ -89,6 +95,8 @@ pub async fn watch(ctx: Ctx) -> Result<Response> {
                 tx,
                 bookmarks,
                 initial_end: send_initial == Some(true),
+                table,
+                headers_sent: AtomicBool::new(false),
             };
             tokio::spawn(stream.run(sub.rv, sub.backlog, sub.live, timeout));
         }
@@ -114,6 +122,10 @@ struct Stream {
     tx: mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
     bookmarks: bool,
     initial_end: bool,
+    /// Set when the client asked for Tables.
+    table: Option<Tabulator>,
+    /// Whether a Table with column definitions went out already.
+    headers_sent: AtomicBool,
 }
 
 impl Stream {
@@ -183,7 +195,13 @@ impl Stream {
             (EventType::Modified, Some(true), false) => EventType::Deleted,
             _ => return true,
         };
-        let object = object::served(&self.rt, &event.object);
+        let object = match &self.table {
+            Some(table) => {
+                let first = !self.headers_sent.swap(true, Ordering::Relaxed);
+                table.object(&event.object, first)
+            }
+            None => object::served(&self.rt, &event.object),
+        };
         self.tx.send(Ok(line(kind.as_str(), &object))).await.is_ok()
     }
 
@@ -192,7 +210,13 @@ impl Stream {
         if initial_end {
             metadata["annotations"] = json!({INITIAL_EVENTS_END: "true"});
         }
-        let object = json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata});
+        let object = match &self.table {
+            // A Table's metadata has no annotations: a bookmark is a Table without rows.
+            Some(table) => table.bookmark(rv),
+            None => {
+                json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata})
+            }
+        };
         self.tx.send(Ok(line("BOOKMARK", &object))).await.is_ok()
     }
 }

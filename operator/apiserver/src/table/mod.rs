@@ -273,10 +273,9 @@ impl Convertor {
         match self {
             Convertor::Builtin(printer) => (printer.cells)(object, now),
             Convertor::Custom(custom) => custom.cells(object, now),
-            Convertor::Default => vec![
-                json!(cells::name(object)),
-                json!(cells::created_at(object)),
-            ],
+            Convertor::Default => {
+                vec![json!(cells::name(object)), json!(cells::created_at(object))]
+            }
         }
     }
 
@@ -397,7 +396,9 @@ mod tests {
         let accept = "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io";
         assert_eq!(negotiate(accept), Some("v1beta1"));
         assert_eq!(
-            negotiate("application/json;as=Table;v=v1beta1;g=meta.k8s.io;q=0.5,application/json;as=Table;g=meta.k8s.io;v=v1"),
+            negotiate(
+                "application/json;as=Table;v=v1beta1;g=meta.k8s.io;q=0.5,application/json;as=Table;g=meta.k8s.io;v=v1"
+            ),
             Some("v1"),
             "a higher q-value comes first"
         );
@@ -435,7 +436,10 @@ mod tests {
         assert_eq!(object.unwrap().include, Include::Object);
         let err = requested(Some(KUBECTL_ACCEPT), &query("includeObject=All")).unwrap_err();
         assert_eq!(err.code, http::StatusCode::BAD_REQUEST);
-        assert!(err.message.contains("includeObject: Unsupported value: \"All\""));
+        assert!(
+            err.message
+                .contains("includeObject: Unsupported value: \"All\"")
+        );
         assert!(
             requested(Some("application/json"), &query("includeObject=All"))
                 .unwrap()
