@@ -150,6 +150,10 @@ impl ApiError {
             format!("[{}]", rendered.join(", "))
         };
         let message = format!("{kind} {:?} is invalid: {joined}", subject.name);
+        // Upstream's Invalid names the kind (not the resource) in details, and kubectl prints it:
+        // `The ConfigMap "x" is invalid`. `kind` is `Kind` or `Kind.group`.
+        let mut subject = subject;
+        subject.kind = kind.split('.').next().unwrap_or(kind).to_owned();
         let mut err =
             Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message).with_subject(subject);
         err.causes = causes;

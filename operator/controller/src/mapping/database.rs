@@ -1,0 +1,154 @@
+//! PostgreSQL: the generated password Secret, the data claim, and the Pod, following the official image's
+//! conventions (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA) with a readiness probe that means
+//! "accepting connections" (`pg_isready`).
+
+use std::collections::BTreeMap;
+
+use berth_api::DatabaseSpec;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Secret,
+    SecretKeySelector, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{Names, PASSWORD_KEY, POSTGRES_PORT};
+
+/// Where the data volume is mounted; PGDATA is a directory below it, as the official image recommends for
+/// volumes that contain a lost+found directory.
+const DATA_MOUNT: &str = "/var/lib/postgresql/data";
+const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
+
+pub fn secret(meta: ObjectMeta, password: &str) -> Secret {
+    Secret {
+        metadata: meta,
+        type_: Some("Opaque".to_owned()),
+        string_data: Some(BTreeMap::from([(
+            PASSWORD_KEY.to_owned(),
+            password.to_owned(),
+        )])),
+        ..Secret::default()
+    }
+}
+
+/// The Secret and key that hold the password: the spec's own, or the generated one.
+pub fn password_source(names: &Names, spec: &DatabaseSpec) -> SecretKeySelector {
+    match &spec.password_secret_ref {
+        Some(r) => SecretKeySelector {
+            name: r.name.clone(),
+            key: r.key.clone(),
+            optional: Some(false),
+        },
+        None => SecretKeySelector {
+            name: names.secret.clone(),
+            key: PASSWORD_KEY.to_owned(),
+            optional: Some(false),
+        },
+    }
+}
+
+pub fn claim(meta: ObjectMeta, spec: &DatabaseSpec) -> PersistentVolumeClaim {
+    storage_claim(
+        meta,
+        &spec.storage.size,
+        spec.storage.storage_class_name.clone(),
+    )
+}
+
+/// A ReadWriteOnce claim of `size`.
+pub fn storage_claim(
+    meta: ObjectMeta,
+    size: &k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    storage_class_name: Option<String>,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: meta,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), size.clone())])),
+                ..VolumeResourceRequirements::default()
+            }),
+            storage_class_name,
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+pub fn pod(meta: ObjectMeta, names: &Names, spec: &DatabaseSpec) -> Pod {
+    let env = vec![
+        EnvVar {
+            name: "POSTGRES_USER".into(),
+            value: Some(spec.user.clone()),
+            value_from: None,
+        },
+        EnvVar {
+            name: "POSTGRES_DB".into(),
+            value: Some(spec.database_name.clone()),
+            value_from: None,
+        },
+        EnvVar {
+            name: "POSTGRES_PASSWORD".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(password_source(names, spec)),
+                ..EnvVarSource::default()
+            }),
+        },
+        EnvVar {
+            name: "PGDATA".into(),
+            value: Some(PGDATA.into()),
+            value_from: None,
+        },
+    ];
+    let ready = Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![
+                "pg_isready".into(),
+                "--host=127.0.0.1".into(),
+                format!("--port={POSTGRES_PORT}"),
+                format!("--username={}", spec.user),
+                format!("--dbname={}", spec.database_name),
+            ]),
+        }),
+        period_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    Pod {
+        metadata: meta,
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "postgres".into(),
+                image: Some(spec.image.clone()),
+                env: Some(env),
+                ports: Some(vec![ContainerPort {
+                    name: Some("postgres".into()),
+                    container_port: POSTGRES_PORT,
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                }]),
+                readiness_probe: Some(ready),
+                resources: spec.resources.clone(),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "data".into(),
+                    mount_path: DATA_MOUNT.into(),
+                    ..VolumeMount::default()
+                }]),
+                ..Container::default()
+            }],
+            volumes: Some(vec![Volume {
+                name: "data".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: names.database_claim.clone(),
+                    read_only: Some(false),
+                }),
+                ..Volume::default()
+            }]),
+            restart_policy: Some("Always".into()),
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}

@@ -1,0 +1,189 @@
+//! What a Stack should consist of: a pure function from the Stack (and the database password already chosen)
+//! to the objects the controller owns. No I/O here; the reconciler compares this with what exists.
+
+mod app;
+mod database;
+mod names;
+mod redis;
+mod services;
+
+use std::collections::BTreeMap;
+
+use berth_api::Stack;
+use berth_api::constants::{
+    API_VERSION, COMPONENT_APP, COMPONENT_DATABASE, COMPONENT_MIGRATE, COMPONENT_REDIS, KIND,
+    LABEL_COMPONENT, LABEL_STACK,
+};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+pub use names::Names;
+
+/// The label that tells app Pods of one template from another during a rollout.
+pub const LABEL_TEMPLATE_HASH: &str = "berth.dev/template-hash";
+/// Marks every object berth manages, as the recommended Kubernetes labels do.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The key of the database password in the generated Secret.
+pub const PASSWORD_KEY: &str = "password";
+
+pub const POSTGRES_PORT: i32 = 5432;
+pub const REDIS_PORT: i32 = 6379;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MappingError {
+    #[error("the Stack has no name or namespace")]
+    Unnamed,
+    #[error(
+        "stack name {name:?} is too long: names of the Services it makes (`{name}-redis`) must fit in 63 characters; use a name of at most {max} characters"
+    )]
+    NameTooLong { name: String, max: usize },
+}
+
+/// Everything a Stack consists of, as it should be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// The generated Secret holding the database password (absent when the spec names its own Secret).
+    pub secret: Option<Secret>,
+    pub claims: Vec<PersistentVolumeClaim>,
+    pub services: Vec<Service>,
+    pub database: Option<Pod>,
+    pub redis: Option<Pod>,
+    /// The one-shot migration Pod for the current app template, when the spec asks for one.
+    pub migrate: Option<Pod>,
+    /// App Pods of the current template, `replicas` of them, named by index.
+    pub app: Vec<Pod>,
+    /// The current app template's hash (the value of [`LABEL_TEMPLATE_HASH`] on `app` Pods).
+    pub app_hash: String,
+}
+
+/// Maps a Stack to what it should consist of. `password` is the database password to put in the generated
+/// Secret (the reconciler keeps the one already stored, so it is stable).
+pub fn desired(stack: &Stack, password: &str) -> Result<Desired, MappingError> {
+    let names = Names::of(stack)?;
+    let owner = owner_reference(stack)?;
+    let spec = &stack.spec;
+    let meta = |name: &str, component: &str| ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: stack.metadata.namespace.clone(),
+        labels: Some(labels(&names.stack, component)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    };
+    let mut desired = Desired {
+        secret: None,
+        claims: Vec::new(),
+        services: Vec::new(),
+        database: None,
+        redis: None,
+        migrate: None,
+        app: Vec::new(),
+        app_hash: String::new(),
+    };
+    if let Some(database) = &spec.database {
+        if database.password_secret_ref.is_none() {
+            desired.secret = Some(database::secret(
+                meta(&names.secret, COMPONENT_DATABASE),
+                password,
+            ));
+        }
+        desired.claims.push(database::claim(
+            meta(&names.database_claim, COMPONENT_DATABASE),
+            database,
+        ));
+        desired.database = Some(database::pod(
+            meta(&names.database, COMPONENT_DATABASE),
+            &names,
+            database,
+        ));
+        desired.services.push(services::headless(
+            meta(&names.database, COMPONENT_DATABASE),
+            &names.stack,
+            COMPONENT_DATABASE,
+            &[("postgres", POSTGRES_PORT)],
+        ));
+    }
+    if let Some(redis) = &spec.redis {
+        if redis.persistence.enabled {
+            desired.claims.push(redis::claim(
+                meta(&names.redis_claim, COMPONENT_REDIS),
+                redis,
+            ));
+        }
+        desired.redis = Some(redis::pod(
+            meta(&names.redis, COMPONENT_REDIS),
+            &names,
+            redis,
+        ));
+        desired.services.push(services::headless(
+            meta(&names.redis, COMPONENT_REDIS),
+            &names.stack,
+            COMPONENT_REDIS,
+            &[("redis", REDIS_PORT)],
+        ));
+    }
+    let template = app::template(stack, &names);
+    desired.app_hash = app::hash(&template);
+    let app_ports: Vec<(String, i32)> = spec
+        .app
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                p.name.clone().unwrap_or_else(|| format!("port-{i}")),
+                p.container_port,
+            )
+        })
+        .collect();
+    let port_refs: Vec<(&str, i32)> = app_ports.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+    desired.services.push(services::headless(
+        meta(&names.app, COMPONENT_APP),
+        &names.stack,
+        COMPONENT_APP,
+        &port_refs,
+    ));
+    if let Some(migrate) = &spec.app.migrate {
+        desired.migrate = Some(app::migrate_pod(
+            meta(&names.migrate(&desired.app_hash), COMPONENT_MIGRATE),
+            &template,
+            migrate,
+        ));
+    }
+    desired.app = (0..spec.app.replicas.max(0))
+        .map(|i| {
+            let mut m = meta(&names.app_pod(&desired.app_hash, i), COMPONENT_APP);
+            m.labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(LABEL_TEMPLATE_HASH.to_owned(), desired.app_hash.clone());
+            Pod {
+                metadata: m,
+                spec: Some(template.clone()),
+                status: None,
+            }
+        })
+        .collect();
+    Ok(desired)
+}
+
+/// The labels every object of a Stack carries.
+pub fn labels(stack: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_STACK.to_owned(), stack.to_owned()),
+        (LABEL_COMPONENT.to_owned(), component.to_owned()),
+        (LABEL_MANAGED_BY.to_owned(), "berth".to_owned()),
+    ])
+}
+
+fn owner_reference(stack: &Stack) -> Result<OwnerReference, MappingError> {
+    Ok(OwnerReference {
+        api_version: API_VERSION.to_owned(),
+        kind: KIND.to_owned(),
+        name: stack.metadata.name.clone().ok_or(MappingError::Unnamed)?,
+        uid: stack.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}
+
+#[cfg(test)]
+mod tests;
