@@ -300,6 +300,8 @@ mod tests {
         assert_eq!(status["code"], 422);
         assert_eq!(status["reason"], "Invalid");
         assert_eq!(status["details"]["causes"][0]["field"], "spec.app");
+        assert_eq!(status["details"]["kind"], "Stack", "kubectl prints details.kind");
+        assert_eq!(status["details"]["group"], "berth.dev");
         assert_eq!(
             status["message"],
             "Stack.berth.dev \"demo\" is invalid: spec.app: Required value"

@@ -145,7 +145,26 @@ pub enum WatchFrom {
     After(u64),
 }
 
+/// What one watch is about: a resource, in one namespace or all of them.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub resource: ResourceKey,
+    pub namespace: Option<String>,
+}
+
+impl Scope {
+    /// Whether an event of the shared fan-out belongs to this watch.
+    pub fn includes(&self, event: &Event) -> bool {
+        event.resource == self.resource
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == event.namespace)
+    }
+}
+
 pub struct Subscription {
+    pub scope: Scope,
     /// The resourceVersion the backlog brings the watcher up to.
     pub rv: u64,
     pub backlog: Vec<Arc<Event>>,
@@ -249,6 +268,10 @@ impl Store {
         namespace: Option<&str>,
         from: WatchFrom,
     ) -> Result<Subscription, StoreError> {
+        let scope = Scope {
+            resource: resource.clone(),
+            namespace: namespace.map(str::to_owned),
+        };
         let state = self.read();
         let live = self.fanout.subscribe();
         let backlog = match from {
@@ -285,14 +308,13 @@ impl Store {
                 state
                     .history
                     .range(start..)
-                    .filter(|e| {
-                        &e.resource == resource && namespace.is_none_or(|want| want == e.namespace)
-                    })
+                    .filter(|e| scope.includes(e))
                     .cloned()
                     .collect()
             }
         };
         Ok(Subscription {
+            scope,
             rv: state.rv,
             backlog,
             live,
@@ -726,6 +748,37 @@ mod tests {
         assert_eq!(stale.unwrap_err(), StoreError::Conflict);
         let dup = store.write(op("a", Action::Create(cm("a", "1")))).await;
         assert_eq!(dup.unwrap_err(), StoreError::AlreadyExists);
+    }
+
+    #[tokio::test]
+    async fn a_namespaced_watch_includes_only_its_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut sub = store
+            .watch(&key(), Some("default"), WatchFrom::After(0))
+            .unwrap();
+        let mut elsewhere = cm("x", "1");
+        elsewhere["metadata"]["namespace"] = json!("other");
+        store
+            .write(WriteOp {
+                resource: key(),
+                namespace: "other".into(),
+                name: "x".into(),
+                action: Action::Create(elsewhere),
+            })
+            .await
+            .unwrap();
+        store
+            .write(op("a", Action::Create(cm("a", "1"))))
+            .await
+            .unwrap();
+        let first = sub.live.recv().await.unwrap();
+        assert!(
+            !sub.scope.includes(&first),
+            "the other namespace's event is not this watch's"
+        );
+        let second = sub.live.recv().await.unwrap();
+        assert!(sub.scope.includes(&second));
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use super::read::Filter;
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::registry::ResourceType;
-use crate::store::{Event, EventType, StoreError, WatchFrom};
+use crate::store::{Event, EventType, Scope, StoreError, WatchFrom};
 use crate::table::{self, Tabulator};
 
 /// How often an idle watch that asked for bookmarks gets one.
@@ -98,7 +98,7 @@ pub async fn watch(ctx: Ctx) -> Result<Response> {
                 table,
                 headers_sent: AtomicBool::new(false),
             };
-            tokio::spawn(stream.run(sub.rv, sub.backlog, sub.live, timeout));
+            tokio::spawn(stream.run(sub.scope, sub.rv, sub.backlog, sub.live, timeout));
         }
     }
     let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
@@ -131,6 +131,7 @@ struct Stream {
 impl Stream {
     async fn run(
         self,
+        scope: Scope,
         start_rv: u64,
         backlog: Vec<Arc<Event>>,
         mut live: broadcast::Receiver<Arc<Event>>,
@@ -163,7 +164,7 @@ impl Stream {
                             continue;
                         }
                         last_rv = event.rv;
-                        if event.resource == self.rt.key() && !self.send_event(&event).await {
+                        if scope.includes(&event) && !self.send_event(&event).await {
                             return;
                         }
                     }
