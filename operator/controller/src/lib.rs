@@ -2,3 +2,4 @@
 //! it, through the Kubernetes API only, so the same code runs inside `berth up` and on a real cluster.
 
 pub mod mapping;
+pub mod plan;

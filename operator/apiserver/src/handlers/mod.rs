@@ -126,6 +126,11 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::too_large(format!(
             "the request body exceeds the limit of {MAX_BODY} bytes"
@@ -137,6 +142,7 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
         query,
         content_type,
         accept,
+        user_agent,
         body,
     };
     let sub = ctx.target.subresource.as_deref();
@@ -193,6 +199,8 @@ pub struct Ctx {
     pub content_type: String,
     /// The Accept header, which may ask for a Table (see `crate::table`).
     pub accept: Option<String>,
+    /// The User-Agent header: writes without a `fieldManager` are recorded under its first word.
+    pub user_agent: Option<String>,
     pub body: Bytes,
 }
 
@@ -207,6 +215,15 @@ impl Ctx {
             }
             "application/json" | "" | "*/*" => serde_json::from_slice(&self.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?,
+            // No maintained Rust crate decodes Kubernetes protobuf yet (see the README); say what works instead.
+            "application/vnd.kubernetes.protobuf" => {
+                return Err(ApiError::unsupported_media_type(
+                    "berth does not accept protobuf request bodies (imperative commands such as `kubectl create \
+                     configmap|secret|namespace|deployment` send them); accepted media types include: \
+                     application/json, application/yaml. Use `kubectl create ... --dry-run=client -o yaml | \
+                     kubectl apply -f -` or `kubectl apply -f FILE` instead",
+                ));
+            }
             other => {
                 return Err(ApiError::unsupported_media_type(format!(
                     "the body of the request was in an unknown format - accepted media types include: \
