@@ -36,10 +36,11 @@ fn is(rt: &ResourceType, group: &str, resource: &str) -> bool {
 
 /// Per-kind preparation of a new object (after metadata is filled in).
 pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value) {
-    if rt.status_subresource && rt.status_on_create == StatusOnCreate::Reset {
-        if let Some(map) = object.as_object_mut() {
-            map.remove("status");
-        }
+    if rt.status_subresource
+        && rt.status_on_create == StatusOnCreate::Reset
+        && let Some(map) = object.as_object_mut()
+    {
+        map.remove("status");
     }
     if is(rt, "", "namespaces") {
         object::set_path(object, &["status"], json!({"phase": "Active"}));
@@ -50,9 +51,10 @@ pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value
             &["metadata", "labels", "kubernetes.io/metadata.name"],
             name,
         );
-    } else if is(rt, "", "pods") {
-        object::set_path(object, &["status"], json!({"phase": "Pending"}));
-    } else if is(rt, "", "persistentvolumeclaims") || is(rt, "", "persistentvolumes") {
+    } else if is(rt, "", "pods")
+        || is(rt, "", "persistentvolumeclaims")
+        || is(rt, "", "persistentvolumes")
+    {
         object::set_path(object, &["status"], json!({"phase": "Pending"}));
     } else if is(rt, "", "secrets") {
         fold_string_data(object);
@@ -150,8 +152,10 @@ pub fn admit(
                             .map(|p| format!("unknown field {p:?}"))
                             .collect();
                         return Err(ApiError::bad_request(format!(
-                            "strict decoding error: {}",
-                            list.join(", ")
+                            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                            list.join(", "),
+                            kind = rt.kind,
+                            version = rt.version,
                         )));
                     }
                     FieldValidation::Warn => {

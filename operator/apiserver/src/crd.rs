@@ -37,7 +37,7 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
         causes.push(Cause::invalid(
             "metadata.name",
             &crd["metadata"]["name"],
-            format!("must be spec.names.plural+\".\"+spec.group"),
+            "must be spec.names.plural+\".\"+spec.group",
         ));
     }
     match spec["scope"].as_str() {

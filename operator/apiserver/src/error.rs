@@ -82,7 +82,8 @@ pub struct ApiError {
     pub code: StatusCode,
     pub reason: &'static str,
     pub message: String,
-    pub subject: Option<Subject>,
+    /// Boxed to keep `Result<_, ApiError>` small on the hot path.
+    pub subject: Option<Box<Subject>>,
     pub causes: Vec<Cause>,
     pub retry_after_seconds: Option<u32>,
 }
@@ -219,7 +220,7 @@ impl ApiError {
     }
 
     pub fn with_subject(mut self, subject: Subject) -> Self {
-        self.subject = Some(subject);
+        self.subject = Some(Box::new(subject));
         self
     }
 
@@ -300,7 +301,10 @@ mod tests {
         assert_eq!(status["code"], 422);
         assert_eq!(status["reason"], "Invalid");
         assert_eq!(status["details"]["causes"][0]["field"], "spec.app");
-        assert_eq!(status["details"]["kind"], "Stack", "kubectl prints details.kind");
+        assert_eq!(
+            status["details"]["kind"], "Stack",
+            "kubectl prints details.kind"
+        );
         assert_eq!(status["details"]["group"], "berth.dev");
         assert_eq!(
             status["message"],
