@@ -26,6 +26,7 @@ lint: deps
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test: deps lint
+	@scripts/test-deps.sh
 	@scripts/test.sh
 
 # Regenerate the committed CRD YAML from the Rust types.

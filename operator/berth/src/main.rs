@@ -39,13 +39,32 @@ struct UpArgs {
     node_lease_grace: Duration,
 }
 
+/// `berth controller`: where the API is, and how this replica runs.
+#[derive(clap::Args, Clone)]
+struct ControllerArgs {
+    /// The kubeconfig to use; without it: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+    /// Hold a coordination.k8s.io Lease while reconciling, so that one of several replicas acts at a time.
+    #[arg(long)]
+    leader_elect: bool,
+    /// The namespace of the leader Lease (in a cluster: the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_elect_namespace: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run berth on this machine: the API server and the control-plane loops (scheduler, garbage collector,
-    /// namespace lifecycle, local volumes, node lifecycle).
+    /// Run berth on this machine: the API server, the control-plane loops (scheduler, garbage collector,
+    /// namespace lifecycle, local volumes, node lifecycle) and the Stack controller.
     Up(UpArgs),
     /// Run the embedded Kubernetes-compatible API server alone.
     Apiserver(ServerArgs),
+    /// Run the Stack controller alone, against any Kubernetes API server.
+    Controller(ControllerArgs),
     /// Print the Stack CustomResourceDefinition as YAML.
     Crd,
     /// Print the admin kubeconfig of a data directory.
@@ -53,11 +72,90 @@ enum Command {
         #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Manage the node's local images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// A container's shim, started by the node agent (not for direct use).
+    #[command(hide = true)]
+    Shim {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an OCI image layout (directory), an OCI archive or a `docker save` archive.
+    Import {
+        /// The archive or layout directory.
+        path: PathBuf,
+        #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// List the images in the local store.
+    Ls {
+        #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+fn image_store(data_dir: &Path) -> Result<berth_agent::image::ImageStore> {
+    let root = data_dir.join("images");
+    berth_agent::image::ImageStore::open(&root)
+        .with_context(|| format!("opening the image store {}", root.display()))
+}
+
+fn image(command: ImageCommand) -> Result<()> {
+    match command {
+        ImageCommand::Import { path, data_dir } => {
+            let refs = image_store(&data_dir)?
+                .import(&path)
+                .with_context(|| format!("importing {}", path.display()))?;
+            for reference in refs {
+                println!("imported {reference}");
+            }
+        }
+        ImageCommand::Ls { data_dir } => {
+            println!("{:<60} {:<19} {:>10}", "IMAGE", "DIGEST", "SIZE");
+            for image in image_store(&data_dir)?.list()? {
+                let digest = image.digest.to_string();
+                println!(
+                    "{:<60} {:<19} {:>10}",
+                    image.reference.as_deref().unwrap_or("<none>"),
+                    &digest[..digest.len().min(19)],
+                    human_size(image.size)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sizes as `docker images` prints them (decimal units).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit + 1 < units.len() {
+        size /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{size:.1}{}", units[unit])
+    }
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        // Before anything else: the shim forks, so no runtime or thread may have started.
+        Command::Shim { state_dir } => match berth_agent::runtime::shim::run(&state_dir) {
+            std::process::ExitCode::SUCCESS => Ok(()),
+            _ => std::process::exit(1),
+        },
+        Command::Image(command) => image(command),
         Command::Crd => {
             print!("{}", berth_api::crd_yaml());
             Ok(())
@@ -76,6 +174,7 @@ fn main() -> Result<()> {
         }
         Command::Up(args) => serve(args.server.clone(), Some(args)),
         Command::Apiserver(args) => serve(args, None),
+        Command::Controller(args) => controller(args),
     }
 }
 
@@ -103,6 +202,11 @@ fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
             Some(up) => Some(start_control_plane(&running.kubeconfig, up, stopped).await?),
             None => None,
         };
+        let (stop_controller, controller_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut controller = match &up {
+            Some(_) => Some(start_controller(&running.kubeconfig, controller_stopped).await?),
+            None => None,
+        };
         tokio::select! {
             result = running.serve => result.context("the API server stopped")?,
             signal = tokio::signal::ctrl_c() => {
@@ -117,9 +221,21 @@ fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
             } => {
                 ended.context("the control plane panicked")?.context("the control plane stopped")?;
             }
+            ended = async {
+                match controller.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                ended.context("the Stack controller panicked")?.context("the Stack controller stopped")?;
+            }
         }
         // The control plane gives its leader Lease up while the API server still answers.
         let _ = stop.send(());
+        let _ = stop_controller.send(());
+        if let Some(task) = controller {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         if let Some(task) = control_plane {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -148,4 +264,72 @@ async fn start_control_plane(
         };
         berth_controlplane::run(client, settings, shutdown).await
     }))
+}
+
+/// Starts the Stack controller as a client of the API server that just started, until `stopped` fires.
+async fn start_controller(
+    kubeconfig: &Path,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::task::JoinHandle<Result<(), berth_controller::RunError>>> {
+    let client = client_from_kubeconfig(kubeconfig).await?;
+    Ok(tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        berth_controller::run(client, berth_controller::Config::default(), shutdown).await
+    }))
+}
+
+async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
+    let config = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("using {}", path.display()))?;
+    kube::Client::try_from(config)
+        .with_context(|| format!("building a client from {}", path.display()))
+}
+
+/// `berth controller`: the Stack controller alone, until Ctrl-C or SIGTERM.
+fn controller(args: ControllerArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let client = match &args.kubeconfig {
+            Some(path) => client_from_kubeconfig(path).await?,
+            None => kube::Client::try_default().await.context(
+                "finding the Kubernetes API: no --kubeconfig, and neither $KUBECONFIG, ~/.kube/config nor an \
+                 in-cluster service account works",
+            )?,
+        };
+        let config = berth_controller::Config {
+            metrics_addr: Some(args.metrics_addr),
+            leader_election: args.leader_elect.then(|| {
+                berth_controller::LeaseConfig::new(&args.leader_elect_namespace, "berth-controller")
+            }),
+            ..berth_controller::Config::default()
+        };
+        let shutdown = async {
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminate => {}
+            }
+        };
+        berth_controller::run(client, config, shutdown).await?;
+        Ok(())
+    })
 }

@@ -1,0 +1,212 @@
+//! Benchmark: a container created, running, then deleted through berth's runtime (shim + libcontainer,
+//! overlayfs rootfs, CRI log, seccomp) against `runc run -d` + `runc delete -f` on the same bundle (the same
+//! OCI spec, built by berth, over the same busybox-static rootfs), alternating, in one run. Prints both and
+//! the ratio; also the shim's memory. Run as root: `bench-runtime [--iterations N]`.
+//!
+//! The binary is its own shim (`bench-runtime shim --state-dir DIR`), like `berth shim`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_agent::runtime::{CgroupVersion, ContainerConfig, Runtime, RuntimeConfig, spec};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [shim, flag, dir] = args.as_slice()
+        && shim == "shim"
+        && flag == "--state-dir"
+    {
+        return berth_agent::runtime::shim::run(Path::new(dir));
+    }
+    let iterations = match args.as_slice() {
+        [] => 30,
+        [flag, n] if flag == "--iterations" => match n.parse() {
+            Ok(n) if n > 0 => n,
+            _ => return usage(),
+        },
+        _ => return usage(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bench-runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(iterations)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench-runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: bench-runtime [--iterations N]");
+    ExitCode::from(2)
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+async fn bench(iterations: usize) -> Result<()> {
+    if Command::new("runc").arg("--version").output().is_err() {
+        return Err("runc is missing: run scripts/test-deps.sh (apt-get install runc)".into());
+    }
+    let work = Scratch(PathBuf::from(format!("/tmp/brb-{}", std::process::id())));
+    let rootfs = busybox_rootfs(&work.path().join("rootfs"))?;
+    let mut config = RuntimeConfig::new(work.path().join("state"))?;
+    config.cgroup_parent = PathBuf::from("/berth-bench");
+    let berth = Runtime::new(config)?;
+    let version = berth.cgroup_version();
+
+    let container = |id: String| {
+        ContainerConfig::new(
+            id,
+            vec![rootfs.clone()],
+            vec!["sleep".into(), "1000".into()],
+        )
+    };
+    // The runc bundle: berth's spec for the same container, over the plain rootfs.
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir_all(&bundle)?;
+    let runc_root = work.path().join("runc");
+    let runc_spec = spec::build(
+        &container("runc".into()),
+        &rootfs,
+        Path::new("/berth-bench/runc"),
+        version,
+    )?;
+    runc_spec.save(bundle.join("config.json"))?;
+
+    let mut ours = Vec::with_capacity(iterations);
+    let mut theirs = Vec::with_capacity(iterations);
+    let mut shim_memory = None;
+    // One warm-up round each (page cache, binaries), then alternating measured rounds.
+    for round in 0..=iterations {
+        let id = format!("bench-{round}");
+        let started = Instant::now();
+        let handle = berth.create(container(id.clone())).await?;
+        if round == 1 {
+            shim_memory = Some(memory_of(handle.shim_pid));
+        }
+        berth.remove(&id).await?;
+        let berth_time = started.elapsed();
+
+        let started = Instant::now();
+        runc(&runc_root, &["run", "-d", "--bundle", path(&bundle)?, &id])?;
+        runc(&runc_root, &["delete", "-f", &id])?;
+        let runc_time = started.elapsed();
+        if round > 0 {
+            ours.push(berth_time);
+            theirs.push(runc_time);
+        }
+    }
+
+    let (ours_median, theirs_median) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "container create → running → deleted (busybox `sleep`, cgroup {}, {iterations} rounds each, alternating)",
+        match version {
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::V2 => "v2",
+        }
+    );
+    println!(
+        "  berth runtime  median {:>7.2} ms   mean {:>7.2} ms",
+        ms(ours_median),
+        ms(mean(&ours))
+    );
+    println!(
+        "  runc           median {:>7.2} ms   mean {:>7.2} ms",
+        ms(theirs_median),
+        ms(mean(&theirs))
+    );
+    println!(
+        "  ratio berth/runc (median): {:.2}",
+        ours_median.as_secs_f64() / theirs_median.as_secs_f64()
+    );
+    if let Some((rss, pss)) = shim_memory.flatten() {
+        println!("  shim memory while its container runs: RSS {rss} KiB, PSS {pss} KiB");
+    }
+    Ok(())
+}
+
+/// A scratch directory, removed when the benchmark ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn runc(root: &Path, args: &[&str]) -> Result<()> {
+    let status = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("runc {args:?} failed: {status}").into())
+    }
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().ok_or_else(|| "non-UTF-8 path".into())
+}
+
+/// A rootfs of busybox-static and its applet links.
+fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        return Err("/bin/busybox is missing: run scripts/test-deps.sh (busybox-static)".into());
+    }
+    for sub in ["bin", "dev", "proc", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    std::fs::copy(busybox, dir.join("bin/busybox"))?;
+    for applet in ["sh", "sleep", "true", "echo"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// (VmRSS, Pss) of a process in KiB.
+fn memory_of(pid: i32) -> Option<(u64, u64)> {
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    Some((field(&status, "VmRSS:")?, field(&rollup, "Pss:")?))
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn mean(samples: &[Duration]) -> Duration {
+    samples.iter().sum::<Duration>() / samples.len() as u32
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
