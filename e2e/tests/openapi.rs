@@ -261,7 +261,10 @@ fn valid_objects_apply_with_strict_validation_and_with_server_dry_run() {
     for (version, bin) in kubectls() {
         let k = Kubectl::new(&server, bin, &version);
         let namespace = format!("ns-{}", version.replace('.', "-"));
-        k.ok(&["create", "namespace", &namespace], None);
+        // `kubectl create namespace` sends protobuf; apply sends JSON.
+        let namespace_yaml =
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
+        k.ok(&["apply", "-f", "-"], Some(&namespace_yaml));
         let ns = ["-n", namespace.as_str()];
 
         let dry = [
@@ -323,7 +326,7 @@ fn explain_follows_a_changed_crd_through_kubectls_cache() {
         1,
     );
     assert_ne!(crd, changed, "the CRD describes spec.app");
-    k.ok(&["apply", "-f", "-"], Some(&changed));
+    k.ok(&["replace", "-f", "-"], Some(&changed));
 
     let after = wait_for("explain to show the new description", DEADLINE, || {
         let text = k.ok(&["explain", "stack.spec.app"], None);
@@ -351,7 +354,7 @@ async fn get(
     )
 }
 
-fn header_of<'r>(response: &'r http::Response<Body>, name: header::HeaderName) -> &'r str {
+fn header_of(response: &http::Response<Body>, name: header::HeaderName) -> &str {
     response
         .headers()
         .get(name)

@@ -655,7 +655,7 @@ async fn containers_outlive_the_agent_and_are_readopted_with_the_same_pid() {
 
     // A new agent finds it: same pid, still running, nothing restarted.
     let mut config = RuntimeConfig::new(root.path()).unwrap();
-    config.shim_program = PathBuf::from(env!("CARGO_BIN_EXE_berth-shim"));
+    config.shim_program = shim_program();
     config.cgroup_parent = PathBuf::from(CGROUP_PARENT);
     let again = Runtime::new(config).unwrap();
     let listed: Vec<ContainerState> = again.list().await.unwrap();
@@ -860,7 +860,10 @@ async fn exec_joins_the_running_container_as_its_user() {
     config.user.uid = 1000;
     config.user.gid = 1000;
     let id = config.id.clone();
-    let _cleanup = Cleanup { runtime: rt.clone(), ids: vec![id.clone()] };
+    let _cleanup = Cleanup {
+        runtime: rt.clone(),
+        ids: vec![id.clone()],
+    };
     let handle = rt.create(config).await.unwrap();
     wait_for_log(&handle.log_path, "up").await;
 
@@ -886,7 +889,10 @@ async fn exec_joins_the_running_container_as_its_user() {
     let stdout = process.stdout.take().unwrap();
     let stderr = process.stderr.take().unwrap();
     let waiter = process.wait();
-    let exit = tokio::time::timeout(DEADLINE, waiter).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.code, 5);
     let out: Vec<String> = read_all(stdout).await.lines().map(str::to_string).collect();
     assert_eq!(out[0], "exec-box");
@@ -900,12 +906,19 @@ async fn exec_joins_the_running_container_as_its_user() {
     assert_eq!(rt.state(&id).await.unwrap().status, Status::Running);
 
     let mut tty = rt
-        .exec(&id, vec!["sh".into(), "-c".into(), "[ -t 0 ] && echo on-a-tty".into()], true)
+        .exec(
+            &id,
+            vec!["sh".into(), "-c".into(), "[ -t 0 ] && echo on-a-tty".into()],
+            true,
+        )
         .await
         .unwrap();
     assert!(tty.stderr.is_none());
     let master = tty.stdout.take().unwrap();
-    let exit = tokio::time::timeout(DEADLINE, tty.wait()).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(DEADLINE, tty.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.code, 0);
     assert!(read_all(master).await.contains("on-a-tty"));
 }

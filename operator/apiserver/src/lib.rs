@@ -4,6 +4,7 @@
 mod admission;
 mod crd;
 pub mod error;
+mod fieldmanager;
 mod gostr;
 mod handlers;
 mod object;

@@ -80,6 +80,17 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether something still holds the object once it is being deleted: metadata finalizers, or for a Namespace
+/// its `spec.finalizers` (released through `namespaces/<name>/finalize`).
+pub fn held(rt: &ResourceType, object: &Value) -> bool {
+    let namespace_held = rt.group.is_empty()
+        && rt.resource == "namespaces"
+        && object["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+    !finalizers(object).is_empty() || namespace_held
+}
+
 pub fn is_deleting(object: &Value) -> bool {
     object["metadata"]["deletionTimestamp"].is_string()
 }

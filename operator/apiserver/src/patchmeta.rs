@@ -77,7 +77,10 @@ const fn keyed(
     Field {
         strategy,
         merge_key: Some(merge_key),
-        list: ListType::Map { keys, defaults: &[] },
+        list: ListType::Map {
+            keys,
+            defaults: &[],
+        },
         ..DEFAULT
     }
 }
@@ -85,7 +88,10 @@ const fn keyed(
 /// A list of maps that apply merges by key and strategic merge patch replaces.
 const fn map_list(keys: &'static [&'static str]) -> Field {
     Field {
-        list: ListType::Map { keys, defaults: &[] },
+        list: ListType::Map {
+            keys,
+            defaults: &[],
+        },
         ..DEFAULT
     }
 }
@@ -110,7 +116,10 @@ const fn smp_keyed(strategy: &'static str, merge_key: &'static str) -> Field {
 
 /// A strategic merge patch strategy on a map field (`retainKeys`, `replace`).
 const fn strategy(strategy: &'static str) -> Field {
-    Field { strategy, ..DEFAULT }
+    Field {
+        strategy,
+        ..DEFAULT
+    }
 }
 
 /// A list of scalars that apply treats as a set and strategic merge patch replaces.
@@ -317,13 +326,14 @@ static ATOMIC_TYPES: &[&str] = &[
     "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference",
 ];
 
-static BY_TYPE: LazyLock<HashMap<&'static str, HashMap<&'static str, Field>>> = LazyLock::new(|| {
-    let mut by_type: HashMap<&'static str, HashMap<&'static str, Field>> = HashMap::new();
-    for (definition, name, field) in FIELDS {
-        by_type.entry(definition).or_default().insert(name, *field);
-    }
-    by_type
-});
+static BY_TYPE: LazyLock<HashMap<&'static str, HashMap<&'static str, Field>>> =
+    LazyLock::new(|| {
+        let mut by_type: HashMap<&'static str, HashMap<&'static str, Field>> = HashMap::new();
+        for (definition, name, field) in FIELDS {
+            by_type.entry(definition).or_default().insert(name, *field);
+        }
+        by_type
+    });
 
 /// The merge metadata of a field of a built-in type, when it is not the default.
 pub fn field(definition: &str, name: &str) -> Option<Field> {
@@ -408,10 +418,19 @@ impl Types {
     }
 
     pub fn root(&self) -> Node<'_> {
-        Node {
-            types: self,
-            schema: self.definitions.get(&self.root).unwrap_or(&Value::Null),
-            field: None,
+        match self.definitions.get_key_value(&self.root) {
+            Some((name, schema)) => Node {
+                types: self,
+                schema,
+                name: Some(name),
+                field: None,
+            },
+            None => Node {
+                types: self,
+                schema: &Value::Null,
+                name: None,
+                field: None,
+            },
         }
     }
 }
@@ -447,9 +466,8 @@ pub fn kind_types(group: &str, version: &str, kind: &str) -> Option<Arc<Types>> 
 
 /// ObjectMeta's schemas: custom resources' `metadata` merges as the built-in kinds' does.
 pub fn object_meta() -> &'static Types {
-    static META: LazyLock<Types> = LazyLock::new(
-        Types::of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
-    );
+    static META: LazyLock<Types> =
+        LazyLock::new(Types::of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>);
     &META
 }
 
@@ -458,6 +476,8 @@ pub fn object_meta() -> &'static Types {
 pub struct Node<'a> {
     types: &'a Types,
     schema: &'a Value,
+    /// The type's name when the schema is a definition itself (a root), not a reference to one.
+    name: Option<&'a str>,
     /// The metadata of the field this node is the value of (for list items and map values: none).
     field: Option<Field>,
 }
@@ -466,7 +486,7 @@ impl<'a> Node<'a> {
     /// The schema with `$ref`s (plain, or as the only `allOf` member) followed, and the type's name.
     fn resolved(&self) -> (&'a Value, Option<&'a str>) {
         let mut schema = self.schema;
-        let mut name = None;
+        let mut name = self.name;
         // References chain at most a few levels; the bound guards against a cyclic definition.
         for _ in 0..8 {
             let reference = schema.get("$ref").or_else(|| {
@@ -516,6 +536,7 @@ impl<'a> Node<'a> {
             return Some(Node {
                 types: self.types,
                 schema: property,
+                name: None,
                 field: type_name.and_then(|t| field(t, name)),
             });
         }
@@ -525,6 +546,7 @@ impl<'a> Node<'a> {
             .map(|values| Node {
                 types: self.types,
                 schema: values,
+                name: None,
                 field: None,
             })
     }
@@ -538,6 +560,7 @@ impl<'a> Node<'a> {
             .map(|items| Node {
                 types: self.types,
                 schema: items,
+                name: None,
                 field: None,
             })
     }
@@ -585,7 +608,10 @@ mod tests {
             );
             checked += 1;
         }
-        assert!(checked >= 40, "only {checked} entries are reachable from served kinds");
+        assert!(
+            checked >= 40,
+            "only {checked} entries are reachable from served kinds"
+        );
         for definition in ATOMIC_TYPES {
             if let Some(schema) = definitions.get(*definition) {
                 assert!(schema["properties"].is_object(), "{definition}");

@@ -13,6 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,8 @@ pub enum PkiError {
     Cert(#[from] rcgen::Error),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("reading the CA certificate: {0}")]
+    Pem(#[from] rustls::pki_types::pem::Error),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -41,6 +44,70 @@ pub struct Credentials {
     pub token: String,
     pub server_url: String,
     pub tls: Arc<rustls::ServerConfig>,
+    /// How this server reaches kubelets (`pods/log`, `exec`, `attach`): see [`KUBELET_CLIENT_NAME`].
+    pub kubelet_client: Arc<rustls::ClientConfig>,
+}
+
+/// The common name of the client certificate the API server presents to kubelets. The certificate is signed
+/// by the cluster CA (`DIR/pki/ca.crt`) with the clientAuth usage only; a kubelet admits a client whose
+/// certificate chains to that CA and carries this name, and nothing else.
+pub const KUBELET_CLIENT_NAME: &str = "berth-apiserver-kubelet-client";
+
+/// What a kubelet needs to authenticate the API server.
+pub struct KubeletClientTrust {
+    /// The CA that signs the API server's kubelet client certificate (and kubelets' serving certificates).
+    pub ca_pem: String,
+    /// The common name the client certificate must carry.
+    pub client_name: &'static str,
+}
+
+/// The trust a kubelet places in the API server of this data directory.
+pub fn kubelet_client_trust(data_dir: &Path) -> Result<KubeletClientTrust, PkiError> {
+    let path = pki_dir(data_dir).join("ca.crt");
+    let ca_pem = fs::read_to_string(&path).map_err(io(&path))?;
+    Ok(KubeletClientTrust {
+        ca_pem,
+        client_name: KUBELET_CLIENT_NAME,
+    })
+}
+
+/// Issues the kubelet client certificate (on every start, like the serving certificate; written to
+/// `DIR/pki/apiserver-kubelet-client.{crt,key}` for debugging with curl) and the TLS client configuration that
+/// presents it and verifies kubelets' serving certificates against the CA. HTTP/1.1 only: exec and attach
+/// are connection upgrades.
+fn kubelet_client_tls(
+    dir: &Path,
+    issuer: &Issuer<'_, KeyPair>,
+    ca_pem: &str,
+) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, KUBELET_CLIENT_NAME);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    let cert = params.signed_by(&key, issuer)?;
+    write_private(
+        &dir.join("apiserver-kubelet-client.crt"),
+        cert.pem().as_bytes(),
+    )?;
+    write_private(
+        &dir.join("apiserver-kubelet-client.key"),
+        key.serialize_pem().as_bytes(),
+    )?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    let chain = vec![CertificateDer::from(cert.der().to_vec())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
 }
 
 pub fn pki_dir(data_dir: &Path) -> PathBuf {
@@ -151,11 +218,13 @@ pub fn prepare(data_dir: &Path, listen: SocketAddr) -> Result<Credentials, PkiEr
         listen.ip()
     };
     let server_url = format!("https://{}", SocketAddr::new(host, listen.port()));
+    let kubelet_client = kubelet_client_tls(&dir, &issuer, &ca_pem)?;
     let creds = Credentials {
         ca_pem,
         token,
         server_url,
         tls: Arc::new(tls),
+        kubelet_client,
     };
     write_private(&kubeconfig_path(data_dir), kubeconfig(&creds).as_bytes())?;
     Ok(creds)

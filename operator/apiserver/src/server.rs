@@ -87,6 +87,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         registry,
         token: creds.token.clone(),
         openapi: Default::default(),
+        kubelet_client: Some(creds.kubelet_client.clone()),
     });
     let acceptor = TlsAcceptor::from(creds.tls.clone());
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "API server listening");

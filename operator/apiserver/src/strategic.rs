@@ -558,7 +558,12 @@ fn normalize_order(
     Ok(out)
 }
 
-fn sort_by(items: &mut Vec<Value>, order: &[Value], merge_key: Option<&str>, kind: Shape) -> Result<()> {
+fn sort_by(
+    items: &mut Vec<Value>,
+    order: &[Value],
+    merge_key: Option<&str>,
+    kind: Shape,
+) -> Result<()> {
     let mut deleted = Vec::new();
     if kind == Shape::Map
         && let Some(key) = merge_key
@@ -566,8 +571,9 @@ fn sort_by(items: &mut Vec<Value>, order: &[Value], merge_key: Option<&str>, kin
         for item in items.iter().chain(order) {
             merge_key_of(item, key)?;
         }
-        let (keep, delete): (Vec<Value>, Vec<Value>) =
-            std::mem::take(items).into_iter().partition(|v| !is_delete(v));
+        let (keep, delete): (Vec<Value>, Vec<Value>) = std::mem::take(items)
+            .into_iter()
+            .partition(|v| !is_delete(v));
         *items = keep;
         deleted = delete;
     }
@@ -619,9 +625,10 @@ mod tests {
         let containers = &out["spec"]["containers"];
         assert_eq!(containers.as_array().unwrap().len(), 2);
         assert_eq!(containers[0]["image"], "app:2");
+        // Without `$setElementOrder`, upstream puts the patch's new items before the server's.
         assert_eq!(
             containers[0]["env"],
-            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": "3"}])
+            json!([{"name": "C", "value": "3"}, {"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
         );
         assert_eq!(containers[1]["name"], "sidecar");
     }
@@ -727,7 +734,10 @@ mod tests {
             Err(Error::Invalid(_))
         ));
         assert!(matches!(
-            pod_patch(pod(), json!({"metadata": {"labels": {"$patch": "explode"}}})),
+            pod_patch(
+                pod(),
+                json!({"metadata": {"labels": {"$patch": "explode"}}})
+            ),
             Err(Error::BadRequest(_))
         ));
     }

@@ -1,5 +1,20 @@
 //! The Stack controller: turns each `Stack` into the Pods, Services, Secret and PersistentVolumeClaims that run
 //! it, through the Kubernetes API only, so the same code runs inside `berth up` and on a real cluster.
 
+mod drift;
+pub mod error;
+pub mod leader;
 pub mod mapping;
+pub mod metrics;
+mod observe;
 pub mod plan;
+pub mod reconcile;
+mod run;
+pub mod server;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use error::Error;
+pub use leader::LeaseConfig;
+pub use run::{Config, RESYNC, RunError, run};

@@ -62,6 +62,9 @@ pub struct Note {
     pub warning: bool,
     pub reason: &'static str,
     pub message: String,
+    /// The Pod the note is about: events name it as `related`, which also keeps notes with the same reason
+    /// about different Pods from being counted as one.
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +216,7 @@ fn single(
                     "{what} Pod {} is replaced to apply the new spec; its volume is kept",
                     name(pod)
                 ),
+                pod: Some(name(pod).to_owned()),
             });
             ComponentStatus {
                 phase: ComponentPhase::Progressing,
@@ -243,6 +247,7 @@ fn single(
                 warning: false,
                 reason: "Created",
                 message: format!("Created {what} Pod {}", name(desired)),
+                pod: Some(name(desired).to_owned()),
             });
             ComponentStatus {
                 phase: ComponentPhase::Pending,
@@ -340,6 +345,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
                         warning: false,
                         reason: "Migrating",
                         message: format!("Created migration Pod {}", name(pod)),
+                        pod: Some(name(pod).to_owned()),
                     });
                     (
                         ComponentPhase::Pending,
@@ -392,6 +398,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
                 warning: false,
                 reason: "RollingOut",
                 message: format!("Rolling out app template {}", desired.app_hash),
+                pod: None,
             });
         }
         if recreate && !old.is_empty() {
@@ -407,6 +414,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
                         warning: false,
                         reason: "Created",
                         message: format!("Created app Pod {}", name(pod)),
+                        pod: Some(name(pod).to_owned()),
                     });
                 }
             }
@@ -556,6 +564,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
                     warning: false,
                     reason: "Ready",
                     message: "The Stack is ready".into(),
+                    pod: None,
                 },
                 _ => {
                     let (reason, message) = blocker.clone().unwrap_or_default();
@@ -567,6 +576,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
                             "Stalled"
                         },
                         message: format!("{reason}: {message}"),
+                        pod: None,
                     }
                 }
             });

@@ -26,12 +26,16 @@ pub enum Kind {
     Warning,
 }
 
+/// An event's identity: (object uid or name, kind, reason, message).
+type Key = (String, Kind, String, String);
+/// Where the last such event is, and its count: (namespace, event name, count).
+type Seen = (String, String, i32);
+
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     instance: String,
-    /// (object uid or key, kind, reason, message) -> (namespace, event name, count)
-    recent: Arc<Mutex<HashMap<(String, Kind, String, String), (String, String, i32)>>>,
+    recent: Arc<Mutex<HashMap<Key, Seen>>>,
 }
 
 impl Recorder {
@@ -123,10 +127,7 @@ impl Recorder {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, Kind, String, String), (String, String, i32)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Seen>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

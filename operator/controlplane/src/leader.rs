@@ -82,8 +82,12 @@ impl Elector {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => return,
-                Ok(false) => debug!(lease = %self.config.name, "the Lease is held by another instance"),
-                Err(err) => warn!(lease = %self.config.name, error = %err, "campaigning for the Lease"),
+                Ok(false) => {
+                    debug!(lease = %self.config.name, "the Lease is held by another instance")
+                }
+                Err(err) => {
+                    warn!(lease = %self.config.name, error = %err, "campaigning for the Lease")
+                }
             }
             tokio::time::sleep(self.config.retry_period).await;
         }
@@ -171,7 +175,12 @@ impl Elector {
             .lease_duration_seconds
             .and_then(|s| u64::try_from(s).ok())
             .map_or(self.config.lease_duration, Duration::from_secs);
-        if !may_take(seen.holder.as_deref(), &self.config.identity, since, duration) {
+        if !may_take(
+            seen.holder.as_deref(),
+            &self.config.identity,
+            since,
+            duration,
+        ) {
             return Ok(false);
         }
         if seen.holder.as_deref() != Some(self.config.identity.as_str()) {
@@ -223,7 +232,12 @@ mod tests {
 
     #[test]
     fn a_lease_renewed_by_another_holder_is_not_taken_until_it_expires() {
-        assert!(!may_take(Some("other"), "me", Duration::from_secs(14), DURATION));
+        assert!(!may_take(
+            Some("other"),
+            "me",
+            Duration::from_secs(14),
+            DURATION
+        ));
         assert!(may_take(Some("other"), "me", DURATION, DURATION));
     }
 }

@@ -90,7 +90,11 @@ async fn run_loops(client: Client, config: &Config) -> Result<(), Error> {
         scheduler::run(client.clone(), recorder.clone()),
         gc::run(client.clone()),
         namespace::run(client.clone()),
-        volumes::run(client.clone(), recorder.clone(), config.data_dir.join("volumes")),
+        volumes::run(
+            client.clone(),
+            recorder.clone(),
+            config.data_dir.join("volumes")
+        ),
         nodes::run(client.clone(), recorder.clone(), config.node_lease_grace),
     )?;
     Ok(())

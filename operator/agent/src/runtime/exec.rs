@@ -45,7 +45,9 @@ impl ExecProcess {
         match serde_json::from_str::<Response>(&line) {
             Ok(Response::Exited(exit)) => Ok(exit),
             Ok(other) => Err(lost(format!("unexpected answer {other:?}"))),
-            Err(_) if line.is_empty() => Err(lost("the shim hung up before the process exited".into())),
+            Err(_) if line.is_empty() => {
+                Err(lost("the shim hung up before the process exited".into()))
+            }
             Err(err) => Err(lost(format!("bad answer: {err}"))),
         }
     }
@@ -82,7 +84,12 @@ impl Runtime {
 type Started = (UnixStream, i32, OwnedFd, OwnedFd, Option<OwnedFd>);
 
 /// The blocking half: descriptors travel as SCM_RIGHTS, which tokio's sockets do not carry.
-fn start(id: &str, socket: &std::path::Path, args: Vec<String>, tty: bool) -> Result<Started, Error> {
+fn start(
+    id: &str,
+    socket: &std::path::Path,
+    args: Vec<String>,
+    tty: bool,
+) -> Result<Started, Error> {
     let shim_error = |reason: String| Error::Shim {
         id: id.to_string(),
         reason,
@@ -94,12 +101,22 @@ fn start(id: &str, socket: &std::path::Path, args: Vec<String>, tty: bool) -> Re
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("exec pipe")(e.into()));
     let mut ours = None;
     let sent = if tty {
-        sendmsg::<()>(stream.as_raw_fd(), &[IoSlice::new(&line)], &[], MsgFlags::empty(), None)
+        sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(&line)],
+            &[],
+            MsgFlags::empty(),
+            None,
+        )
     } else {
         let (stdin_read, stdin_write) = pipe()?;
         let (stdout_read, stdout_write) = pipe()?;
         let (stderr_read, stderr_write) = pipe()?;
-        let fds = [stdin_read.as_raw_fd(), stdout_write.as_raw_fd(), stderr_write.as_raw_fd()];
+        let fds = [
+            stdin_read.as_raw_fd(),
+            stdout_write.as_raw_fd(),
+            stderr_write.as_raw_fd(),
+        ];
         let sent = sendmsg::<()>(
             stream.as_raw_fd(),
             &[IoSlice::new(&line)],

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cgroups::Version as CgroupVersion;
-pub use exec::ExecProcess;
 pub use config::{ContainerConfig, LogConfig, Mount, Resources, Security, User};
+pub use exec::ExecProcess;
 pub use state::ExitStatus;
 
 /// How the agent runs containers on this node.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{Ctx, committed, respond, store_error};
 use crate::admission::{self, FieldValidation};
 use crate::error::{ApiError, Result, Subject};
+use crate::fieldmanager::{FieldManager, Tracking};
 use crate::object;
 use crate::store::{Action, ResourceKey, WriteOp};
 
@@ -23,9 +24,21 @@ pub async fn create(ctx: Ctx) -> Result<Response> {
             rt.resource, rt.resource
         )));
     }
+    let object = ctx.object_body()?;
+    let manager = ctx.field_manager()?;
+    create_object(&ctx, object, Tracking::Update(&manager)).await
+}
+
+/// Creates `object` at the request's collection. `tracking` says whether the write still has to record its
+/// manager in managedFields (a server-side apply that creates has recorded its own).
+pub async fn create_object(
+    ctx: &Ctx,
+    mut object: Value,
+    tracking: Tracking<'_>,
+) -> Result<Response> {
+    let rt = ctx.target.rt.clone();
     let dry_run = ctx.query.dry_run()?;
     let fields = FieldValidation::from_query(&ctx.query)?;
-    let mut object = ctx.object_body()?;
     ctx.check_type(&mut object)?;
 
     let meta = object::meta_mut(&mut object);
@@ -79,12 +92,15 @@ pub async fn create(ctx: Ctx) -> Result<Response> {
     admission::prepare_create(&ctx.app.registry, &rt, &mut object);
     object::tidy_metadata(&mut object);
     let warnings = admission::admit(&rt, &mut object, fields)?;
+    if let Tracking::Update(manager) = tracking {
+        FieldManager::new(&rt, None).update(None, &mut object, manager);
+    }
 
     let name = object::name(&object).unwrap_or_default().to_owned();
     let mut target = ctx.target.clone();
     target.name = Some(name.clone());
     if let Some(ns) = target.namespace.as_deref() {
-        check_namespace(&ctx, ns, &target.subject())?;
+        check_namespace(ctx, ns, &target.subject())?;
     }
     if dry_run {
         if ctx

@@ -41,7 +41,8 @@ impl DeleteOptions {
         let mut options: DeleteOptions = if ctx.body.iter().all(u8::is_ascii_whitespace) {
             DeleteOptions::default()
         } else {
-            serde_json::from_slice(&ctx.body)
+            // Decoded by content type like any body (a protobuf body gets the 415 that says so).
+            serde_json::from_value(ctx.object_body()?)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
         };
         if let Some(grace) = ctx.query.number("gracePeriodSeconds")? {
@@ -186,7 +187,8 @@ pub async fn delete_object(
         StatusCode::OK
     };
     let name = object::name(&old).unwrap_or_default().to_owned();
-    if finalizers.is_empty() && grace.is_none() {
+    let namespace_held = object::held(rt, &old) && object::finalizers(&old).is_empty();
+    if finalizers.is_empty() && !namespace_held && grace.is_none() {
         if dry_run {
             return Ok((StatusCode::OK, old.as_ref().clone()));
         }

@@ -5,7 +5,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
-use super::{App, json_response};
+use super::{App, accepts_json, json_response};
 use crate::error::ApiError;
 use crate::openapi::Document;
 use crate::request::Query;
@@ -85,10 +85,12 @@ fn read_only(method: &Method) -> Option<Response> {
         .then(|| ApiError::method_not_allowed("discovery documents are read-only").into_response())
 }
 
-/// kubectl asks for OpenAPI v2 in protobuf only, and fails on anything but a document it can decode; an empty
-/// body decodes as an empty document, after which kubectl relies on OpenAPI v3 (explain, the field
-/// validation check) or on the types compiled into it (strategic merge patches). The media type must be
-/// plain: echoing kubectl's protobuf type back breaks Go's MIME parser.
+/// kubectl asks for OpenAPI v2 in protobuf only and needs an answer it can decode: kubectl 1.27 and 1.28
+/// fetch it for every command and fail on a 404 or 406; later versions fetch it for `kubectl diff` and
+/// client-side apply patches of kinds the v3 documents offer no strategic merge patch for. An empty body
+/// decodes as an empty document, after which kubectl relies on OpenAPI v3 (explain, the field validation
+/// check, patches) or on the types compiled into it. The media type must be plain: echoing kubectl's
+/// protobuf type back breaks Go's MIME parser.
 fn openapi_v2() -> Response {
     let mut response = (StatusCode::OK, "").into_response();
     response.headers_mut().insert(
@@ -126,24 +128,6 @@ fn openapi_group_version(app: &App, parts: &Parts, path: &str) -> Response {
         Some(_) => document_response(&document, &parts.headers, Some(jiff::Timestamp::now())),
         None => document_response(&document, &parts.headers, None),
     }
-}
-
-/// Whether the Accept header lets us answer with JSON (no header means anything goes).
-fn accepts_json(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    accept.split(',').any(|entry| {
-        let mut params = entry.split(';');
-        let media = params.next().unwrap_or("").trim();
-        let refused = params.any(|p| {
-            p.trim()
-                .strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        !refused && matches!(media, "" | "*/*" | "application/*" | "application/json")
-    })
 }
 
 /// A document with its validators; `immutable_from` (the request time) when the URL named its hash.

@@ -34,6 +34,7 @@ impl Harness {
             registry: Registry::new(),
             token: TOKEN.into(),
             openapi: Default::default(),
+            kubelet_client: None,
         });
         let harness = Harness {
             app,

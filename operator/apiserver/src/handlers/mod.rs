@@ -8,6 +8,7 @@ mod discovery;
 mod fuzz_tests;
 mod patch;
 mod read;
+mod stream;
 mod subresource;
 mod update;
 mod watch;
@@ -38,6 +39,9 @@ pub struct App {
     pub token: String,
     /// The OpenAPI documents rendered so far.
     pub openapi: crate::openapi::Cache,
+    /// TLS to kubelets for the Pod streams (see `pki::KUBELET_CLIENT_NAME`); `None` where no kubelet is
+    /// reachable (unit-test harnesses without a data directory).
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl IntoResponse for ApiError {
@@ -114,6 +118,10 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
     let Some(target) = parse_target(&app.registry, path)? else {
         return Err(ApiError::no_route());
     };
+    // Streams keep the connection (upgrades, log bodies that never end): they must not have their body read.
+    if stream::serves(&target) {
+        return stream::serve(app, target, parts).await;
+    }
     let method = parts.method.clone();
     let content_type = parts
         .headers
@@ -173,11 +181,15 @@ async fn route(app: Arc<App>, request: Request<Body>) -> Result<Response> {
             patch::patch(ctx).await
         }
         (&Method::DELETE, true, None) => delete::delete(ctx).await,
-        (&Method::POST, true, Some("binding")) if is_builtin(&ctx, "pods") => subresource::bind(ctx).await,
+        (&Method::POST, true, Some("binding")) if is_builtin(&ctx, "pods") => {
+            subresource::bind(ctx).await
+        }
         (&Method::PUT, true, Some("finalize")) if is_builtin(&ctx, "namespaces") => {
             subresource::finalize(ctx).await
         }
-        (&Method::GET | &Method::PUT | &Method::PATCH, true, Some("scale")) if ctx.target.rt.scale.is_some() => {
+        (&Method::GET | &Method::PUT | &Method::PATCH, true, Some("scale"))
+            if ctx.target.rt.scale.is_some() =>
+        {
             subresource::scale(ctx, &method).await
         }
         (_, _, Some(_)) => Err(ApiError::no_route()),

@@ -133,31 +133,7 @@ pub async fn finalize(ctx: Ctx) -> Result<Response> {
         FieldValidation::Ignore,
     )
     .await?;
-    let no_spec_finalizers = stored["spec"]["finalizers"]
-        .as_array()
-        .is_none_or(Vec::is_empty);
-    if object::is_deleting(&stored) && no_spec_finalizers && object::finalizers(&stored).is_empty()
-    {
-        let deleted = ctx
-            .app
-            .store
-            .write(store::WriteOp {
-                resource: target.rt.key(),
-                namespace: String::new(),
-                name: target.name.clone().unwrap_or_default(),
-                action: store::Action::Delete {
-                    expected_rv: store::stored_rv(&stored),
-                    expected_uid: None,
-                },
-            })
-            .await
-            .map_err(|e| super::store_error(&target, e))?;
-        return Ok(respond(
-            StatusCode::OK,
-            &object::served(&target.rt, &deleted),
-            &warnings,
-        ));
-    }
+    // A terminating namespace that nothing holds any more is removed by the update itself.
     Ok(respond(
         StatusCode::OK,
         &object::served(&target.rt, &stored),

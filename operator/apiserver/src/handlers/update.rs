@@ -10,12 +10,25 @@ use serde_json::{Value, json};
 use super::{App, Ctx, committed, respond, store_error};
 use crate::admission::{self, FieldValidation};
 use crate::error::{ApiError, Cause, Result};
+use crate::fieldmanager::{FieldManager, Tracking};
 use crate::object;
 use crate::request::Target;
 use crate::store::{self, Action, StoreError, WriteOp};
 
 /// How many times a write without a resourceVersion precondition is retried after losing a race.
 pub const RETRIES: usize = 8;
+
+/// The manager the server's own writes (and writes through [`update_object`]) are recorded under.
+pub const SERVER_MANAGER: &str = "berth-apiserver";
+
+/// How [`update_object_as`] writes: dry run or not, unknown-field handling, and who the write is recorded
+/// under in managedFields.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions<'a> {
+    pub dry_run: bool,
+    pub fields: FieldValidation,
+    pub tracking: Tracking<'a>,
+}
 
 pub async fn replace(ctx: Ctx) -> Result<Response> {
     let target = &ctx.target;
@@ -69,23 +82,19 @@ pub async fn replace(ctx: Ctx) -> Result<Response> {
             vec![admission::missing_resource_version()],
         ));
     }
+    let manager = ctx.field_manager()?;
+    let options = WriteOptions {
+        dry_run,
+        fields,
+        tracking: Tracking::Update(&manager),
+    };
     for _ in 0..RETRIES {
         let old = ctx
             .app
             .store
             .get(&rt.key(), target.store_namespace(), &url_name)
             .ok_or_else(|| ApiError::not_found(target.subject()))?;
-        match update_object(
-            &ctx.app,
-            target,
-            &old,
-            object.clone(),
-            expected_rv,
-            dry_run,
-            fields,
-        )
-        .await
-        {
+        match update_object_as(&ctx.app, target, &old, object.clone(), expected_rv, options).await {
             Err(err) if err.reason == "Conflict" && expected_rv.is_none() => continue,
             Err(err) => return Err(err),
             Ok((stored, warnings)) => {
@@ -110,11 +119,33 @@ pub async fn update_object(
     app: &Arc<App>,
     target: &Target,
     old: &Arc<Value>,
-    mut new: Value,
+    new: Value,
     expected_rv: Option<u64>,
     dry_run: bool,
     fields: FieldValidation,
 ) -> Result<(Arc<Value>, Vec<String>)> {
+    let options = WriteOptions {
+        dry_run,
+        fields,
+        tracking: Tracking::Update(SERVER_MANAGER),
+    };
+    update_object_as(app, target, old, new, expected_rv, options).await
+}
+
+/// [`update_object`], recorded in managedFields as `options.tracking` says.
+pub async fn update_object_as(
+    app: &Arc<App>,
+    target: &Target,
+    old: &Arc<Value>,
+    mut new: Value,
+    expected_rv: Option<u64>,
+    options: WriteOptions<'_>,
+) -> Result<(Arc<Value>, Vec<String>)> {
+    let WriteOptions {
+        dry_run,
+        fields,
+        tracking,
+    } = options;
     let rt = &target.rt;
     let old_rv = store::stored_rv(old);
     if expected_rv.is_some() && expected_rv != old_rv {
@@ -130,6 +161,14 @@ pub async fn update_object(
                     map.remove("status");
                 }
             }
+        }
+        // ...and the ownership of it, when an apply has already recorded that.
+        if let Tracking::Recorded = tracking {
+            let meta = object::meta_mut(&mut merged);
+            match new["metadata"].get("managedFields") {
+                Some(managed) => meta.insert("managedFields".into(), managed.clone()),
+                None => meta.remove("managedFields"),
+            };
         }
         new = merged;
     } else {
@@ -192,11 +231,18 @@ pub async fn update_object(
     new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
     object::tidy_metadata(&mut new);
     let warnings = admission::admit(rt, &mut new, fields)?;
+    if let Tracking::Update(manager) = tracking {
+        FieldManager::new(rt, target.subresource.as_deref()).update(Some(old), &mut new, manager);
+    }
     if dry_run {
         return Ok((Arc::new(new), warnings));
     }
     let name = object::name(old).unwrap_or_default().to_owned();
-    let finished = object::is_deleting(&new) && object::finalizers(&new).is_empty();
+    let finished = object::is_deleting(&new) && !object::held(rt, &new);
+    if !finished && new == **old {
+        // As upstream: a write that changes nothing is not stored (no new resourceVersion, no watch event).
+        return Ok((old.clone(), warnings));
+    }
     let action = if finished {
         Action::Delete {
             expected_rv: old_rv,

@@ -154,6 +154,10 @@ pub fn build(resources: &[Arc<ResourceType>]) -> Value {
     let delete_options = kinds::define::<meta::DeleteOptions>(&mut generator);
     let patch = kinds::define::<meta::Patch>(&mut generator);
     let watch_event = kinds::define::<meta::WatchEvent<()>>(&mut generator);
+    let scale = resources
+        .iter()
+        .any(|rt| rt.scale.is_some())
+        .then(|| kinds::define::<k8s_openapi::api::autoscaling::v1::Scale>(&mut generator));
 
     let mut own = Map::new();
     let mut kinds = Vec::new();
@@ -186,12 +190,15 @@ pub fn build(resources: &[Arc<ResourceType>]) -> Value {
             delete_options: &delete_options,
             patch: &patch,
             watch_event: &watch_event,
+            scale: scale.as_deref(),
         };
         paths::add(&mut paths, rt, &refs);
         kinds.push((name, gvk(&rt.group, &rt.version, &rt.kind)));
     }
 
     let mut schemas = generator.take_definitions(true);
+    // Merge keys and list types, which k8s-openapi's schemas lack: kubectl reads them for client-side apply.
+    crate::patchmeta::annotate(&mut schemas);
     schemas.extend(own);
     for (name, gvk) in kinds {
         let Some(Value::Object(schema)) = schemas.get_mut(&name) else {
@@ -312,6 +319,9 @@ mod tests {
         let spec = resolve(&doc, &pod["properties"]["spec"]);
         let containers = &spec["properties"]["containers"];
         assert_eq!(containers["type"], "array");
+        // The merge keys kubectl computes client-side apply patches with.
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
         assert!(
             containers["description"]
                 .as_str()
@@ -430,6 +440,9 @@ mod tests {
             json!({"group": "berth.dev", "version": "v1alpha1", "kind": "Stack"})
         );
         assert_eq!(patch["operationId"], "patchBerthDevV1alpha1NamespacedStack");
+        let patch_types = patch["requestBody"]["content"].as_object().unwrap();
+        assert!(patch_types.contains_key("application/merge-patch+json"));
+        assert!(!patch_types.contains_key("application/strategic-merge-patch+json"));
         assert!(
             doc["paths"]["/apis/berth.dev/v1alpha1/namespaces/{namespace}/stacks/{name}/status"]
                 .is_object()

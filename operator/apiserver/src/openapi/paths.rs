@@ -15,6 +15,8 @@ pub struct Refs<'a> {
     pub delete_options: &'a str,
     pub patch: &'a str,
     pub watch_event: &'a str,
+    /// autoscaling/v1 Scale, for resources with a `scale` subresource.
+    pub scale: Option<&'a str>,
 }
 
 pub fn schema_ref(name: &str) -> Value {
@@ -220,6 +222,15 @@ fn capitalize(word: &str) -> String {
     }
 }
 
+/// `"status of "` for `Status`, `"scale of "` for `Scale`, nothing for the resource itself.
+fn subresource_words(sub: &str) -> String {
+    if sub.is_empty() {
+        String::new()
+    } else {
+        format!("{} of ", sub.to_lowercase())
+    }
+}
+
 /// Builds one operation of a resource.
 struct Operations<'a> {
     rt: &'a ResourceType,
@@ -317,7 +328,7 @@ impl Operations<'_> {
     }
 
     fn read(&self, sub: &str) -> Value {
-        let what = if sub.is_empty() { "" } else { "status of " };
+        let what = subresource_words(sub);
         self.op(
             "get",
             self.id("read", sub),
@@ -328,7 +339,7 @@ impl Operations<'_> {
     }
 
     fn replace(&self, sub: &str) -> Value {
-        let what = if sub.is_empty() { "" } else { "status of " };
+        let what = subresource_words(sub);
         let mut op = self.op(
             "put",
             self.id("replace", sub),
@@ -343,11 +354,11 @@ impl Operations<'_> {
         op
     }
 
-    /// Strategic merge patches are left out on purpose: kubectl computes a client-side apply with one only
-    /// when the document offers it, and then takes the merge keys from the schema, which k8s-openapi's
-    /// schemas do not carry. Without it, kubectl uses the merge keys compiled into it, as upstream's.
+    /// Built-in kinds also take strategic merge patches; kubectl then computes its client-side apply patch
+    /// from this document's merge keys (`x-kubernetes-patch-merge-key`). Custom resources take none, as
+    /// upstream, so kubectl sends them JSON merge patches.
     fn patch(&self, sub: &str) -> Value {
-        let what = if sub.is_empty() { "" } else { "status of " };
+        let what = subresource_words(sub);
         let mut op = self.op(
             "patch",
             self.id("patch", sub),
@@ -356,14 +367,19 @@ impl Operations<'_> {
             responses(&["200", "201"], self.kind_content()),
         );
         let patch = json!({"schema": schema_ref(self.refs.patch)});
-        op["requestBody"] = json!({
-            "content": {
-                "application/apply-patch+yaml": patch,
-                "application/json-patch+json": patch,
-                "application/merge-patch+json": patch,
-            },
-            "required": true,
-        });
+        let mut content = Map::new();
+        let mut types = vec![
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json",
+        ];
+        if !self.rt.is_custom() {
+            types.push("application/strategic-merge-patch+json");
+        }
+        for media_type in types {
+            content.insert(media_type.into(), patch.clone());
+        }
+        op["requestBody"] = json!({"content": content, "required": true});
         op
     }
 
@@ -397,6 +413,23 @@ impl Operations<'_> {
             responses(&["200"], watch_content(schema_ref(self.refs.watch_event))),
         )
     }
+}
+
+/// Points every `$ref` to `from` in an operation at `to`.
+fn retarget(value: &mut Value, from: &str, to: &str) {
+    let (from, to) = (schema_ref(from), schema_ref(to));
+    fn walk(value: &mut Value, from: &Value, to: &Value) {
+        if value == from {
+            *value = to.clone();
+            return;
+        }
+        match value {
+            Value::Object(map) => map.values_mut().for_each(|v| walk(v, from, to)),
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, from, to)),
+            _ => {}
+        }
+    }
+    walk(value, &from, &to);
 }
 
 /// Adds the paths of one resource.
@@ -468,6 +501,24 @@ pub fn add(paths: &mut Map<String, Value>, rt: &ResourceType, refs: &Refs) {
             }),
         );
     }
+    if let (Some(_), Some(scale)) = (&rt.scale, refs.scale) {
+        // The operations read and write a Scale, whatever kind the resource is.
+        let scale_op = |mut op: Value| {
+            op["x-kubernetes-group-version-kind"] =
+                json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+            retarget(&mut op, refs.kind, scale);
+            op
+        };
+        paths.insert(
+            format!("{item}/scale"),
+            json!({
+                "get": scale_op(ops.read("Scale")),
+                "put": scale_op(ops.replace("Scale")),
+                "patch": scale_op(ops.patch("Scale")),
+                "parameters": params(true),
+            }),
+        );
+    }
     if rt.namespaced {
         paths.insert(
             format!("{base}/{plural}"),
@@ -522,6 +573,7 @@ mod tests {
             delete_options: "DeleteOptions",
             patch: "Patch",
             watch_event: "WatchEvent",
+            scale: Some("Scale"),
         }
     }
 
@@ -554,7 +606,7 @@ mod tests {
         assert!(patch_params.iter().any(|p| p["name"] == "fieldValidation"));
         let patch_types = item["patch"]["requestBody"]["content"].as_object().unwrap();
         assert!(patch_types.contains_key("application/merge-patch+json"));
-        assert!(!patch_types.contains_key("application/strategic-merge-patch+json"));
+        assert!(patch_types.contains_key("application/strategic-merge-patch+json"));
         let collection = &paths["/api/v1/namespaces/{namespace}/pods"];
         assert_eq!(collection["get"]["x-kubernetes-action"], "list");
         assert_eq!(
@@ -571,6 +623,34 @@ mod tests {
             "listCoreV1PodForAllNamespaces"
         );
         assert!(paths.contains_key("/api/v1/watch/namespaces/{namespace}/pods/{name}"));
+    }
+
+    #[test]
+    fn scale_subresource_reads_and_writes_a_scale() {
+        let deployments = Registry::new().lookup("apps", "v1", "deployments").unwrap();
+        let mut paths = Map::new();
+        add(&mut paths, &deployments, &refs());
+        let scale = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
+        assert_eq!(
+            scale["get"]["operationId"],
+            "readAppsV1NamespacedDeploymentScale"
+        );
+        assert_eq!(
+            scale["put"]["x-kubernetes-group-version-kind"],
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+        );
+        assert_eq!(
+            scale["put"]["requestBody"]["content"]["*/*"]["schema"]["$ref"],
+            "#/components/schemas/Scale"
+        );
+        assert_eq!(
+            scale["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Scale"
+        );
+        let pods = Registry::new().lookup("", "v1", "pods").unwrap();
+        let mut paths = Map::new();
+        add(&mut paths, &pods, &refs());
+        assert!(paths.keys().all(|p| !p.ends_with("/scale")));
     }
 
     #[test]

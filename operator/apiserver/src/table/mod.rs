@@ -9,6 +9,8 @@ mod core;
 mod custom;
 mod workloads;
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -289,13 +291,13 @@ impl Convertor {
 
 /// Renders Tables for one request: a list, a single object, or the events of a watch.
 pub struct Tabulator {
-    rt: std::sync::Arc<ResourceType>,
+    rt: Arc<ResourceType>,
     request: TableRequest,
     convertor: Convertor,
 }
 
 impl Tabulator {
-    pub fn new(store: &Store, rt: std::sync::Arc<ResourceType>, request: TableRequest) -> Self {
+    pub fn new(store: &Store, rt: Arc<ResourceType>, request: TableRequest) -> Self {
         let convertor = Convertor::for_resource(store, &rt);
         Tabulator {
             rt,

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::core::gvk::GroupVersion;
 use kube::discovery::{Discovery, Scope};
 use kube::{Api, Client, ResourceExt};
@@ -54,7 +56,11 @@ impl Actor<'_> {
         };
         let span = info_span!("gc", object = %describe(watched, object));
         let result = match work {
-            Work::Dependent(_) => self.dependent(watched, object).instrument(span.clone()).await,
+            Work::Dependent(_) => {
+                self.dependent(watched, object)
+                    .instrument(span.clone())
+                    .await
+            }
             Work::Orphan(_) => self.orphan(watched, object).instrument(span.clone()).await,
             Work::Release(_) => {
                 self.remove_finalizer(watched, object, FOREGROUND)
@@ -63,7 +69,9 @@ impl Actor<'_> {
             }
         };
         if let Err(err) = result {
-            span.in_scope(|| warn!(error = %err, "garbage collection step failed; retrying on the next pass"));
+            span.in_scope(
+                || warn!(error = %err, "garbage collection step failed; retrying on the next pass"),
+            );
         }
     }
 
@@ -75,7 +83,11 @@ impl Actor<'_> {
     }
 
     /// The object as the API has it now, if it is still the one the cache knew.
-    async fn latest(&self, watched: &Watched, object: &DynamicObject) -> Result<Option<DynamicObject>, Error> {
+    async fn latest(
+        &self,
+        watched: &Watched,
+        object: &DynamicObject,
+    ) -> Result<Option<DynamicObject>, Error> {
         let api = self.api(watched, object.namespace().as_deref());
         Ok(api
             .get_opt(&object.name_any())
@@ -141,7 +153,10 @@ impl Actor<'_> {
             .ok()
             .and_then(|gv| self.discovery.resolve_gvk(&gv.with_kind(&owner.kind)));
         let Some((resource, caps)) = resolved else {
-            let problem = format!("owner {}/{} {} is of a kind the API server does not serve", owner.api_version, owner.kind, owner.name);
+            let problem = format!(
+                "owner {}/{} {} is of a kind the API server does not serve",
+                owner.api_version, owner.kind, owner.name
+            );
             if self.reported.first(&format!("{} {problem}", owner.uid)) {
                 warn!(%problem, "keeping its dependents until it can be resolved");
             }
@@ -203,8 +218,12 @@ impl Actor<'_> {
             }
         });
         let api = self.api(watched, latest.namespace().as_deref());
-        api.patch(&latest.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch(
+            &latest.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
         info!(dependent = %describe(watched, latest), owners = ?uids, "removed owner references");
         Ok(())
     }
@@ -230,8 +249,12 @@ impl Actor<'_> {
             }
         });
         let api = self.api(watched, latest.namespace().as_deref());
-        api.patch(&latest.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch(
+            &latest.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
         info!(%finalizer, "removed the finalizer: its dependents are taken care of");
         Ok(())
     }

@@ -62,7 +62,11 @@ pub enum Verdict {
 
 /// Upstream's rules for a dependent: any solid owner keeps it (dangling references are dropped); without one
 /// it goes, in the foreground when an owner waits on it and it has dependents of its own.
-pub fn judge(item: &Item, owners: &[(OwnerReference, OwnerState)], has_dependents: bool) -> Verdict {
+pub fn judge(
+    item: &Item,
+    owners: &[(OwnerReference, OwnerState)],
+    has_dependents: bool,
+) -> Verdict {
     if owners.is_empty() || (item.deleting && !item.deleting_dependents()) {
         return Verdict::Keep;
     }

@@ -42,7 +42,10 @@ fn worth_a_look(event: &watcher::Event<DynamicObject>) -> bool {
         watcher::Event::Delete(_) | watcher::Event::InitDone => true,
         watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
             o.metadata.deletion_timestamp.is_some()
-                || o.metadata.owner_references.as_ref().is_some_and(|r| !r.is_empty())
+                || o.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|r| !r.is_empty())
         }
         watcher::Event::Init => false,
     }
@@ -99,7 +102,10 @@ impl Collector {
                     .iter()
                     .all(|v| caps.supports_operation(v))
                 {
-                    wanted.insert(format!("{}/{}", resource.api_version, resource.plural), (resource, caps));
+                    wanted.insert(
+                        format!("{}/{}", resource.api_version, resource.plural),
+                        (resource, caps),
+                    );
                 }
             }
         }
@@ -154,7 +160,9 @@ impl Collector {
         let mut places = HashMap::new();
         for (key, watched) in &self.watched {
             for object in watched.store.state() {
-                let Some(uid) = object.metadata.uid.clone() else { continue };
+                let Some(uid) = object.metadata.uid.clone() else {
+                    continue;
+                };
                 items.insert(
                     uid.clone(),
                     graph::Item {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, DynamicObject, ListParams, PropagationPolicy};
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::{Api, Client, ResourceExt};
@@ -49,9 +50,23 @@ impl Remaining {
     }
 }
 
+/// Why a namespace's content is being deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// A Terminating namespace.
+    Terminating,
+    /// A namespace the API server removed before its content was deleted: every delete first checks that
+    /// no namespace of that name exists again, so content of a namespace created anew is never touched.
+    Removed,
+}
+
 /// Deletes every object in `namespace` that is not already being deleted (background propagation, as
 /// upstream), then counts what is left.
-pub async fn delete_all(client: &Client, namespace: &str) -> Result<Remaining, Error> {
+pub async fn delete_all(
+    client: &Client,
+    namespace: &str,
+    sweep: Sweep,
+) -> Result<Remaining, Error> {
     let discovery = Discovery::new(client.clone())
         .run()
         .await
@@ -65,7 +80,8 @@ pub async fn delete_all(client: &Client, namespace: &str) -> Result<Remaining, E
             {
                 continue;
             }
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &resource);
             let label = format!("{}.{}", resource.plural, resource.group);
             let objects = api.list(&ListParams::default()).await?;
             let params = DeleteParams {
@@ -76,10 +92,15 @@ pub async fn delete_all(client: &Client, namespace: &str) -> Result<Remaining, E
                 if object.metadata.deletion_timestamp.is_some() {
                     continue;
                 }
+                if sweep == Sweep::Removed && exists(client, namespace).await? {
+                    return Ok(Remaining::default());
+                }
                 match api.delete(&object.name_any(), &params).await {
                     Ok(_) => debug!(resource = %label, name = %object.name_any(), "deleted"),
                     Err(err) if matches!(api_code(&err), Some(404 | 409)) => {}
-                    Err(err) => warn!(resource = %label, name = %object.name_any(), error = %err, "deleting namespace content"),
+                    Err(err) => {
+                        warn!(resource = %label, name = %object.name_any(), error = %err, "deleting namespace content")
+                    }
                 }
             }
             if objects.items.is_empty() {
@@ -99,6 +120,11 @@ pub async fn delete_all(client: &Client, namespace: &str) -> Result<Remaining, E
     Ok(remaining)
 }
 
+async fn exists(client: &Client, namespace: &str) -> Result<bool, Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    Ok(api.get_opt(namespace).await?.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +132,11 @@ mod tests {
     #[test]
     fn messages_name_what_is_left_as_upstream_does() {
         let remaining = Remaining {
-            resources: [("configmaps.".to_owned(), 2), ("stacks.berth.dev".to_owned(), 1)].into(),
+            resources: [
+                ("configmaps.".to_owned(), 2),
+                ("stacks.berth.dev".to_owned(), 1),
+            ]
+            .into(),
             finalizers: [("example.com/hold".to_owned(), 1)].into(),
         };
         assert_eq!(

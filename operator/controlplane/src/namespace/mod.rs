@@ -1,6 +1,7 @@
 //! Namespace lifecycle: a namespace being deleted (Terminating, its spec.finalizers holding `kubernetes`) has
 //! its content deleted across every namespaced resource, honouring the content's own finalizers, reports what
-//! is left in its conditions, and is finalized once nothing is left.
+//! is left in its conditions, and is finalized once nothing is left. A namespace the API server removed
+//! without waiting (berth's API server does so today) has its leftover content deleted once it is gone.
 
 mod content;
 
@@ -13,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -31,17 +32,45 @@ struct Ctx {
 
 pub async fn run(client: Client) -> Result<(), Error> {
     let api: Api<Namespace> = Api::all(client.clone());
-    Controller::new(api, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
+    let lifecycle = Controller::new(api.clone(), watcher::Config::default())
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(Ctx {
+                client: client.clone(),
+            }),
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "namespace reconcile");
             }
-        })
-        .await;
+        });
+    let removed = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .for_each(|event| {
+            let client = client.clone();
+            async move {
+                if let Ok(watcher::Event::Delete(namespace)) = event {
+                    sweep(&client, &namespace.name_any()).await;
+                }
+            }
+        });
+    futures::future::join(lifecycle, removed).await;
     Err(Error::WatchEnded {
         resource: "namespaces".into(),
     })
+}
+
+/// Deletes what a removed namespace left behind. On a conformant API server nothing is left by then.
+#[tracing::instrument(skip(client))]
+async fn sweep(client: &Client, namespace: &str) {
+    match content::delete_all(client, namespace, content::Sweep::Removed).await {
+        Ok(left) if left.is_empty() => {}
+        Ok(left) => {
+            info!(remaining = %left.content_message(), "removed namespace: content with finalizers is left to them")
+        }
+        Err(err) => warn!(error = %err, "deleting the content of a removed namespace"),
+    }
 }
 
 fn error_policy(namespace: Arc<Namespace>, err: &Error, _: Arc<Ctx>) -> Action {
@@ -56,11 +85,12 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, E
         .as_ref()
         .and_then(|s| s.finalizers.clone())
         .unwrap_or_default();
-    if namespace.metadata.deletion_timestamp.is_none() || !finalizers.iter().any(|f| f == FINALIZER) {
+    if namespace.metadata.deletion_timestamp.is_none() || !finalizers.iter().any(|f| f == FINALIZER)
+    {
         return Ok(Action::await_change());
     }
     let name = namespace.name_any();
-    let remaining = content::delete_all(&ctx.client, &name).await?;
+    let remaining = content::delete_all(&ctx.client, &name, content::Sweep::Terminating).await?;
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     if remaining.is_empty() {
         let mut finalized = (*namespace).clone();
@@ -88,7 +118,11 @@ async fn write_conditions(
 ) -> Result<(), Error> {
     let now = Time(Timestamp::now());
     let wanted = [
-        ("NamespaceContentRemaining", "SomeResourcesRemain", remaining.content_message()),
+        (
+            "NamespaceContentRemaining",
+            "SomeResourcesRemain",
+            remaining.content_message(),
+        ),
         if remaining.finalizers.is_empty() {
             (
                 "NamespaceFinalizersRemaining",
@@ -96,7 +130,11 @@ async fn write_conditions(
                 "All content-preserving finalizers finished".to_owned(),
             )
         } else {
-            ("NamespaceFinalizersRemaining", "SomeFinalizersRemain", remaining.finalizers_message())
+            (
+                "NamespaceFinalizersRemaining",
+                "SomeFinalizersRemain",
+                remaining.finalizers_message(),
+            )
         },
     ];
     let mut conditions = namespace
@@ -106,7 +144,11 @@ async fn write_conditions(
         .unwrap_or_default();
     let mut changed = false;
     for (type_, reason, message) in wanted {
-        let status = if reason == "ContentHasNoFinalizers" { "False" } else { "True" };
+        let status = if reason == "ContentHasNoFinalizers" {
+            "False"
+        } else {
+            "True"
+        };
         let condition = NamespaceCondition {
             type_: type_.to_owned(),
             status: status.to_owned(),
@@ -115,7 +157,10 @@ async fn write_conditions(
             last_transition_time: Some(now.clone()),
         };
         match conditions.iter_mut().find(|c| c.type_ == type_) {
-            Some(c) if c.status == condition.status && c.reason == condition.reason && c.message == condition.message => {}
+            Some(c)
+                if c.status == condition.status
+                    && c.reason == condition.reason
+                    && c.message == condition.message => {}
             Some(c) => {
                 changed = true;
                 *c = condition;
@@ -131,7 +176,11 @@ async fn write_conditions(
     }
     let patch = json!({"status": {"conditions": conditions}});
     match api
-        .patch_status(&namespace.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &namespace.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(()),

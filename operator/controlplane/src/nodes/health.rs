@@ -44,7 +44,11 @@ impl Tracker {
 }
 
 /// The conditions of a node whose kubelet went silent, or None when Ready already says Unknown.
-pub fn silent_conditions(current: &[NodeCondition], created: Option<&Time>, now: &Time) -> Option<Vec<NodeCondition>> {
+pub fn silent_conditions(
+    current: &[NodeCondition],
+    created: Option<&Time>,
+    now: &Time,
+) -> Option<Vec<NodeCondition>> {
     let ready = current.iter().find(|c| c.type_ == "Ready");
     if ready.is_some_and(|c| c.status == "Unknown") {
         return None;
@@ -88,7 +92,9 @@ pub fn condition_taints(current: &[Taint], ready: Option<&str>) -> Option<Vec<Ta
         .cloned()
         .collect();
     if let Some(key) = wanted
-        && !taints.iter().any(|t| t.key == key && t.effect == "NoSchedule")
+        && !taints
+            .iter()
+            .any(|t| t.key == key && t.effect == "NoSchedule")
     {
         taints.push(Taint {
             key: key.to_owned(),
@@ -123,24 +129,42 @@ mod tests {
         };
         assert_eq!(tracker.silent_for("n", signs(1), start), Duration::ZERO);
         let later = start + Duration::from_secs(30);
-        assert_eq!(tracker.silent_for("n", signs(1), later), Duration::from_secs(30));
+        assert_eq!(
+            tracker.silent_for("n", signs(1), later),
+            Duration::from_secs(30)
+        );
         assert_eq!(tracker.silent_for("n", signs(2), later), Duration::ZERO);
     }
 
     #[test]
     fn a_silent_node_turns_unknown_with_upstream_reasons() {
         let now = Time(Timestamp::now());
-        let current = vec![condition("Ready", "True"), condition("NetworkUnavailable", "False")];
+        let current = vec![
+            condition("Ready", "True"),
+            condition("NetworkUnavailable", "False"),
+        ];
         let conditions = silent_conditions(&current, None, &now).unwrap();
         let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "Unknown");
         assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
-        assert_eq!(ready.message.as_deref(), Some("Kubelet stopped posting node status."));
-        let memory = conditions.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("Kubelet stopped posting node status.")
+        );
+        let memory = conditions
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .unwrap();
         assert_eq!(memory.reason.as_deref(), Some("NodeStatusNeverUpdated"));
-        let network = conditions.iter().find(|c| c.type_ == "NetworkUnavailable").unwrap();
+        let network = conditions
+            .iter()
+            .find(|c| c.type_ == "NetworkUnavailable")
+            .unwrap();
         assert_eq!(network.status, "False");
-        assert!(silent_conditions(&conditions, None, &now).is_none(), "already unknown");
+        assert!(
+            silent_conditions(&conditions, None, &now).is_none(),
+            "already unknown"
+        );
     }
 
     #[test]
@@ -157,7 +181,10 @@ mod tests {
         };
         let mut both = not_ready.clone();
         both.push(user.clone());
-        assert_eq!(condition_taints(&both, Some("True")), Some(vec![user.clone()]));
+        assert_eq!(
+            condition_taints(&both, Some("True")),
+            Some(vec![user.clone()])
+        );
         assert_eq!(condition_taints(&[user], Some("True")), None);
         assert_eq!(condition_taints(&not_ready, None), None);
     }

@@ -87,9 +87,13 @@ impl Lifecycle {
         let now = Instant::now();
         for node in nodes {
             let name = node.name_any();
-            let lease = self.leases.get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
+            let lease = self
+                .leases
+                .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
             let signs = health::Signs {
-                lease_renewed: lease.and_then(|l| l.spec.clone()).and_then(|s| s.renew_time),
+                lease_renewed: lease
+                    .and_then(|l| l.spec.clone())
+                    .and_then(|s| s.renew_time),
                 ready_heartbeat: node
                     .status
                     .as_ref()
@@ -125,7 +129,11 @@ impl Lifecycle {
                 "status": {"conditions": conditions},
             });
             node = match api
-                .patch_status(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(
+                    &node.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
             {
                 Ok(node) => node,
@@ -136,18 +144,32 @@ impl Lifecycle {
             info!(grace = ?self.grace, "kubelet silent: node Ready=Unknown");
             let message = format!("Node {} status is now: NodeNotReady", node.name_any());
             self.recorder
-                .publish(CONTROLLER_MANAGER, &node.object_ref(&()), Kind::Normal, "NodeNotReady", &message)
+                .publish(
+                    CONTROLLER_MANAGER,
+                    &node.object_ref(&()),
+                    Kind::Normal,
+                    "NodeNotReady",
+                    &message,
+                )
                 .await;
         }
         let ready = ready_status(&node);
-        let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
         if let Some(taints) = health::condition_taints(&taints, ready.as_deref()) {
             let patch = json!({
                 "metadata": {"resourceVersion": node.resource_version()},
                 "spec": {"taints": taints},
             });
             match api
-                .patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &node.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -185,12 +207,19 @@ impl Lifecycle {
                 "metadata": {"resourceVersion": pod.resource_version()},
                 "status": {"conditions": conditions},
             });
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+            let api: Api<Pod> =
+                Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
             match api
-                .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
             {
-                Ok(_) => info!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), "pod Ready=False: its node is not ready"),
+                Ok(_) => {
+                    info!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), "pod Ready=False: its node is not ready")
+                }
                 Err(err) if matches!(api_code(&err), Some(404 | 409)) => {}
                 Err(err) => return Err(err.into()),
             }

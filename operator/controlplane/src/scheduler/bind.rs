@@ -19,7 +19,12 @@ pub async fn bind(api: &Api<Pod>, pod: &Pod, node: &str) -> Result<bool, kube::E
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
     match api
-        .create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding)
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            name,
+            &PostParams::default(),
+            &binding,
+        )
         .await
     {
         Ok(_) => {}

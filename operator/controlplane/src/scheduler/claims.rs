@@ -27,10 +27,7 @@ impl Claims<'_> {
             .filter_map(|v| v.persistent_volume_claim.as_ref())
             .map(|c| c.claim_name.as_str());
         for name in names {
-            let Some(claim) = self
-                .claims
-                .get(&ObjectRef::new(name).within(namespace))
-            else {
+            let Some(claim) = self.claims.get(&ObjectRef::new(name).within(namespace)) else {
                 return Err(format!("persistentvolumeclaim \"{name}\" not found"));
             };
             if claim.metadata.deletion_timestamp.is_some() {
@@ -61,7 +58,7 @@ impl Claims<'_> {
     fn waits_for_first_consumer(&self, class: Option<&str>) -> bool {
         let class = match class {
             Some(name) => self.classes.get(&ObjectRef::new(name)),
-            None => self.classes.find(|c| is_default_class(c)),
+            None => self.classes.find(is_default_class),
         };
         class.is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
     }

@@ -110,7 +110,10 @@ pub fn demand_of(pod: &Pod) -> Result<Demand, String> {
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone()),
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .clone()
+            }),
         tolerations: spec.tolerations.clone().unwrap_or_default(),
         volume_affinity: Vec::new(),
     })
@@ -223,17 +226,28 @@ mod tests {
         .unwrap();
         assert_eq!(
             demand.host_ports,
-            vec![HostPort { ip: String::new(), protocol: "TCP".into(), port: 8080 }]
+            vec![HostPort {
+                ip: String::new(),
+                protocol: "TCP".into(),
+                port: 8080
+            }]
         );
     }
 
     #[test]
     fn host_ports_on_different_addresses_do_not_clash_unless_one_is_a_wildcard() {
-        let port = |ip: &str| HostPort { ip: ip.into(), protocol: "TCP".into(), port: 80 };
+        let port = |ip: &str| HostPort {
+            ip: ip.into(),
+            protocol: "TCP".into(),
+            port: 80,
+        };
         assert!(!port("127.0.0.1").clashes(&port("127.0.0.2")));
         assert!(port("127.0.0.1").clashes(&port("0.0.0.0")));
         assert!(port("").clashes(&port("127.0.0.1")));
-        let udp = HostPort { protocol: "UDP".into(), ..port("") };
+        let udp = HostPort {
+            protocol: "UDP".into(),
+            ..port("")
+        };
         assert!(!udp.clashes(&port("")));
     }
 

@@ -150,8 +150,12 @@ fn requirement_admits(requirement: &NodeSelectorRequirement, value: Option<&str>
         ("NotIn", None) => true,
         ("Exists", v) => v.is_some(),
         ("DoesNotExist", v) => v.is_none(),
-        ("Gt", Some(v)) => matches!((number(v), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a > b),
-        ("Lt", Some(v)) => matches!((number(v), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a < b),
+        ("Gt", Some(v)) => {
+            matches!((number(v), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a > b)
+        }
+        ("Lt", Some(v)) => {
+            matches!((number(v), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a < b)
+        }
         _ => false,
     }
 }
@@ -289,8 +293,14 @@ mod tests {
         let ssd = requirement("disk", "In", &["ssd", "nvme"]);
         let no_gpu = requirement("gpu", "DoesNotExist", &[]);
         let zone = requirement("zone", "Exists", &[]);
-        assert!(selector_admits(&selector(vec![term(vec![ssd.clone(), no_gpu])]), &n));
-        assert!(!selector_admits(&selector(vec![term(vec![ssd.clone(), zone.clone()])]), &n));
+        assert!(selector_admits(
+            &selector(vec![term(vec![ssd.clone(), no_gpu])]),
+            &n
+        ));
+        assert!(!selector_admits(
+            &selector(vec![term(vec![ssd.clone(), zone.clone()])]),
+            &n
+        ));
         assert!(selector_admits(
             &selector(vec![term(vec![zone]), term(vec![ssd])]),
             &n
@@ -313,9 +323,18 @@ mod tests {
                 match_fields: None,
             }],
         };
-        assert!(selector_admits(&only(requirement("cores", "Gt", &["4"])), &n));
-        assert!(!selector_admits(&only(requirement("cores", "Lt", &["4"])), &n));
-        assert!(!selector_admits(&only(requirement("disk", "Gt", &["4"])), &n));
+        assert!(selector_admits(
+            &only(requirement("cores", "Gt", &["4"])),
+            &n
+        ));
+        assert!(!selector_admits(
+            &only(requirement("cores", "Lt", &["4"])),
+            &n
+        ));
+        assert!(!selector_admits(
+            &only(requirement("disk", "Gt", &["4"])),
+            &n
+        ));
     }
 
     #[test]
@@ -394,16 +413,28 @@ mod tests {
         let message = unschedulable_message(
             3,
             &[
-                vec![Misfit::Insufficient("cpu".into()), Misfit::Insufficient("memory".into())],
-                vec![Misfit::Taint { key: "a".into(), value: String::new() }],
-                vec![Misfit::Taint { key: "a".into(), value: String::new() }],
+                vec![
+                    Misfit::Insufficient("cpu".into()),
+                    Misfit::Insufficient("memory".into()),
+                ],
+                vec![Misfit::Taint {
+                    key: "a".into(),
+                    value: String::new(),
+                }],
+                vec![Misfit::Taint {
+                    key: "a".into(),
+                    value: String::new(),
+                }],
             ],
         );
         assert_eq!(
             message,
             "0/3 nodes are available: 1 Insufficient cpu, 1 Insufficient memory, 2 node(s) had untolerated taint {a: }."
         );
-        assert_eq!(unschedulable_message(0, &[]), "no nodes available to schedule pods");
+        assert_eq!(
+            unschedulable_message(0, &[]),
+            "no nodes available to schedule pods"
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ use crate::events::{self, Kind, Recorder};
 use crate::reported::Reported;
 use crate::watch;
 pub use claims::{DEFAULT_CLASS_ANNOTATION, is_default_class};
-pub use demand::{NOT_READY, UNREACHABLE};
 use demand::{Demand, NodeState};
+pub use demand::{NOT_READY, UNREACHABLE};
 
 /// A pass also runs this often with no change at all, as a safety net.
 const RESYNC: Duration = Duration::from_secs(30);
@@ -163,7 +163,10 @@ impl Scheduler {
         for node in self.nodes.state() {
             let (state, bad) = demand::node_state(&node);
             for quantity in bad {
-                if self.reported.first(&format!("node {} {quantity}", state.name)) {
+                if self
+                    .reported
+                    .first(&format!("node {} {quantity}", state.name))
+                {
                     warn!(node = %state.name, %quantity, "ignoring a node resource that is not a quantity");
                 }
             }
@@ -245,7 +248,13 @@ impl Scheduler {
                     .insert(pod.uid().unwrap_or_default(), (node.clone(), demand));
                 let message = format!("Successfully assigned {} to {node}", key(pod));
                 self.recorder
-                    .publish(events::SCHEDULER, &pod.object_ref(&()), Kind::Normal, "Scheduled", &message)
+                    .publish(
+                        events::SCHEDULER,
+                        &pod.object_ref(&()),
+                        Kind::Normal,
+                        "Scheduled",
+                        &message,
+                    )
                     .await;
             }
             Ok(false) => {}

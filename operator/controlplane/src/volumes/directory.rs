@@ -48,7 +48,10 @@ mod tests {
     #[test]
     fn only_plain_names_make_volume_paths() {
         let root = Path::new("/data/volumes");
-        assert_eq!(path(root, "pvc-1"), Some(PathBuf::from("/data/volumes/pvc-1")));
+        assert_eq!(
+            path(root, "pvc-1"),
+            Some(PathBuf::from("/data/volumes/pvc-1"))
+        );
         for bad in ["", ".", "..", "a/b", "../etc"] {
             assert_eq!(path(root, bad), None, "{bad:?}");
         }
@@ -58,7 +61,9 @@ mod tests {
     async fn removal_refuses_paths_outside_the_root() {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        let err = remove(root.path(), "pvc-1", outside.path()).await.unwrap_err();
+        let err = remove(root.path(), "pvc-1", outside.path())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::VolumeOutsideRoot { .. }));
         assert!(outside.path().exists());
     }

@@ -21,21 +21,29 @@ use tracing::warn;
 
 use crate::error::Error;
 use crate::events::Recorder;
+use crate::reported::Reported;
 
 pub struct Ctx {
     client: Client,
     recorder: Recorder,
     /// `<data-dir>/volumes`
     root: PathBuf,
+    reported: Reported,
 }
 
 pub async fn run(client: Client, recorder: Recorder, root: PathBuf) -> Result<(), Error> {
-    class::ensure_default(&client).await?;
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder,
         root,
+        reported: Reported::default(),
     });
+    let default_class = async {
+        while let Err(err) = class::ensure_default(&client).await {
+            warn!(error = %err, "creating the default StorageClass; retrying");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    };
     let claims = Controller::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
@@ -43,17 +51,25 @@ pub async fn run(client: Client, recorder: Recorder, root: PathBuf) -> Result<()
     let pending = claims.store();
     let claims = claims
         // A Pod scheduled onto a node is the first consumer its WaitForFirstConsumer claims wait for.
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), |pod: Pod| {
-            let namespace = pod.namespace().unwrap_or_default();
-            let scheduled = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-            pod.spec
-                .into_iter()
-                .flat_map(|s| s.volumes.unwrap_or_default())
-                .filter_map(|v| v.persistent_volume_claim)
-                .filter(move |_| scheduled)
-                .map(move |c| ObjectRef::new(&c.claim_name).within(&namespace))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default(),
+            |pod: Pod| {
+                let namespace = pod.namespace().unwrap_or_default();
+                let scheduled = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_ref())
+                    .is_some();
+                pod.spec
+                    .into_iter()
+                    .flat_map(|s| s.volumes.unwrap_or_default())
+                    .filter_map(|v| v.persistent_volume_claim)
+                    .filter(move |_| scheduled)
+                    .map(move |c| ObjectRef::new(&c.claim_name).within(&namespace))
+                    .collect::<Vec<_>>()
+            },
+        )
         // A class that appears may be the one a Pending claim names.
         .watches(
             Api::<StorageClass>::all(client.clone()),
@@ -75,7 +91,7 @@ pub async fn run(client: Client, recorder: Recorder, root: PathBuf) -> Result<()
     )
     // A claim that goes releases its volume.
     .watches(
-        Api::<PersistentVolumeClaim>::all(client),
+        Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
         |claim: PersistentVolumeClaim| {
             claim
@@ -87,7 +103,7 @@ pub async fn run(client: Client, recorder: Recorder, root: PathBuf) -> Result<()
     )
     .run(reclaim::reconcile, error_policy, ctx)
     .for_each(|_| futures::future::ready(()));
-    futures::future::join(claims, volumes).await;
+    futures::future::join3(default_class, claims, volumes).await;
     Err(Error::WatchEnded {
         resource: "persistentvolumeclaims and persistentvolumes".into(),
     })

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, Pod,
-    VolumeNodeAffinity,
+    HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, Pod, VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -52,7 +51,11 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Resu
             if let Some(default) = class::default_class(&ctx.client).await? {
                 let patch = json!({"spec": {"storageClassName": default}});
                 claims
-                    .patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(
+                        &claim.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
                     .await?;
                 info!(class = %default, "assigned the default StorageClass");
             }
@@ -62,7 +65,8 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Resu
     let classes: Api<StorageClass> = Api::all(ctx.client.clone());
     let Some(class) = classes.get_opt(&class_name).await? else {
         let message = format!("storageclass.storage.k8s.io \"{class_name}\" not found");
-        ctx.event(&claim, Kind::Warning, "ProvisioningFailed", &message).await;
+        ctx.event(&claim, Kind::Warning, "ProvisioningFailed", &message)
+            .await;
         return Ok(Action::await_change());
     };
     if class.provisioner != PROVISIONER {
@@ -70,7 +74,8 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Resu
             "Waiting for a volume to be created either by the external provisioner '{}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.",
             class.provisioner
         );
-        ctx.event(&claim, Kind::Normal, "ExternalProvisioning", &message).await;
+        ctx.event(&claim, Kind::Normal, "ExternalProvisioning", &message)
+            .await;
         return Ok(Action::await_change());
     }
     let node = if class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer") {
@@ -78,7 +83,8 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Resu
             Some(node) => Some(node),
             None => {
                 let message = "waiting for first consumer to be created before binding";
-                ctx.event(&claim, Kind::Normal, "WaitForFirstConsumer", message).await;
+                ctx.event(&claim, Kind::Normal, "WaitForFirstConsumer", message)
+                    .await;
                 return Ok(Action::await_change());
             }
         }
@@ -92,8 +98,10 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Resu
         .and_then(|r| r.get("storage"))
         .cloned()
     else {
-        let message = "spec.resources.requests.storage is required: set the size the claim asks for";
-        ctx.event(&claim, Kind::Warning, "ProvisioningFailed", message).await;
+        let message =
+            "spec.resources.requests.storage is required: set the size the claim asks for";
+        ctx.event(&claim, Kind::Warning, "ProvisioningFailed", message)
+            .await;
         return Ok(Action::await_change());
     };
     let pv = provision(&ctx, &claim, &class, node, size).await?;
@@ -107,11 +115,16 @@ pub async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Resu
         "spec": {"volumeName": pv_name},
     });
     let bound = claims
-        .patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     mark_bound(&ctx, &bound, &pv).await?;
     let message = format!("Successfully provisioned volume {pv_name}");
-    ctx.event(&claim, Kind::Normal, "ProvisioningSucceeded", &message).await;
+    ctx.event(&claim, Kind::Normal, "ProvisioningSucceeded", &message)
+        .await;
     Ok(Action::await_change())
 }
 
@@ -122,7 +135,9 @@ fn claimed_by(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
         .is_some_and(|r| {
             r.name.as_deref() == claim.metadata.name.as_deref()
                 && r.namespace.as_deref() == claim.metadata.namespace.as_deref()
-                && r.uid.as_ref().is_none_or(|uid| Some(uid) == claim.metadata.uid.as_ref())
+                && r.uid
+                    .as_ref()
+                    .is_none_or(|uid| Some(uid) == claim.metadata.uid.as_ref())
         })
 }
 
@@ -131,7 +146,8 @@ async fn consumer_node(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<Optio
     if let Some(node) = claim.annotations().get(SELECTED_NODE) {
         return Ok(Some(node.clone()));
     }
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    let pods: Api<Pod> =
+        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
     let name = claim.name_any();
     Ok(pods
         .list(&ListParams::default())
@@ -194,7 +210,10 @@ async fn provision(
                 ..ObjectReference::default()
             }),
             persistent_volume_reclaim_policy: Some(
-                class.reclaim_policy.clone().unwrap_or_else(|| "Delete".to_owned()),
+                class
+                    .reclaim_policy
+                    .clone()
+                    .unwrap_or_else(|| "Delete".to_owned()),
             ),
             storage_class_name: class.metadata.name.clone(),
             volume_mode: spec.volume_mode.clone(),
@@ -226,11 +245,19 @@ async fn provision(
 }
 
 /// Status Bound on both sides, with the claim's granted access modes and capacity.
-async fn mark_bound(ctx: &Ctx, claim: &PersistentVolumeClaim, pv: &PersistentVolume) -> Result<(), Error> {
+async fn mark_bound(
+    ctx: &Ctx,
+    claim: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+) -> Result<(), Error> {
     let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let patch = json!({"status": {"phase": "Bound"}});
     volumes
-        .patch_status(&pv.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &pv.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     let spec = pv.spec.clone().unwrap_or_default();
     let patch = json!({"status": {
@@ -238,9 +265,14 @@ async fn mark_bound(ctx: &Ctx, claim: &PersistentVolumeClaim, pv: &PersistentVol
         "accessModes": spec.access_modes,
         "capacity": spec.capacity,
     }});
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
     claims
-        .patch_status(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     info!(volume = %pv.name_any(), "bound");
     Ok(())
@@ -249,7 +281,13 @@ async fn mark_bound(ctx: &Ctx, claim: &PersistentVolumeClaim, pv: &PersistentVol
 impl Ctx {
     async fn event(&self, claim: &PersistentVolumeClaim, kind: Kind, reason: &str, message: &str) {
         self.recorder
-            .publish(CONTROLLER_MANAGER, &claim.object_ref(&()), kind, reason, message)
+            .publish(
+                CONTROLLER_MANAGER,
+                &claim.object_ref(&()),
+                kind,
+                reason,
+                message,
+            )
             .await;
     }
 }

@@ -9,7 +9,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::class::PROVISIONER;
 use super::provision::PROVISIONED_BY;
@@ -32,8 +32,17 @@ pub async fn reconcile(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Actio
     let claim = claims
         .get_opt(claim_ref.name.as_deref().unwrap_or_default())
         .await?
-        .filter(|c| claim_ref.uid.as_ref().is_none_or(|uid| c.uid().as_ref() == Some(uid)));
-    let phase = pv.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        .filter(|c| {
+            claim_ref
+                .uid
+                .as_ref()
+                .is_none_or(|uid| c.uid().as_ref() == Some(uid))
+        });
+    let phase = pv
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     if claim.is_some() {
         return Ok(Action::await_change());
     }
@@ -41,7 +50,11 @@ pub async fn reconcile(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Actio
     if phase != "Released" && phase != "Failed" {
         let patch = json!({"status": {"phase": "Released"}});
         volumes
-            .patch_status(&pv.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &pv.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await?;
         info!("released: its claim is gone");
     }
@@ -50,7 +63,17 @@ pub async fn reconcile(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Actio
         return Ok(Action::await_change());
     }
     if let Some(host_path) = &spec.host_path {
-        directory::remove(&ctx.root, &pv.name_any(), Path::new(&host_path.path)).await?;
+        match directory::remove(&ctx.root, &pv.name_any(), Path::new(&host_path.path)).await {
+            Ok(()) => {}
+            // Not a directory this provisioner made (someone edited the volume): keep it, and say so once.
+            Err(err @ Error::VolumeOutsideRoot { .. }) => {
+                if ctx.reported.first(&format!("{} {err}", pv.name_any())) {
+                    warn!(error = %err, "keeping the released volume");
+                }
+                return Ok(Action::await_change());
+            }
+            Err(err) => return Err(err),
+        }
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions {

@@ -14,9 +14,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
-use seccompiler::BpfProgram;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use seccompiler::BpfProgram;
 
 use super::ShimError;
 use crate::runtime::cgroups::Hierarchy;
@@ -37,11 +37,8 @@ pub(crate) struct Output {
 
 impl Output {
     pub(crate) fn new(fd: OwnedFd, stream: Stream, pty: bool) -> Result<Self, ShimError> {
-        fcntl(
-            fd.as_raw_fd(),
-            FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-        )
-        .map_err(ShimError::sys("making an output non-blocking"))?;
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(ShimError::sys("making an output non-blocking"))?;
         Ok(Self {
             fd: fd.into(),
             splitter: LineSplitter::new(stream),
@@ -102,8 +99,14 @@ impl Client {
                 let cmsg = [ControlMessage::ScmRights(&fds)];
                 let iov = [IoSlice::new(&line)];
                 // A response line is far below the socket buffer: one sendmsg carries it whole.
-                sendmsg::<()>(self.stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-                    .is_ok_and(|n| n == line.len())
+                sendmsg::<()>(
+                    self.stream.as_raw_fd(),
+                    &iov,
+                    &cmsg,
+                    MsgFlags::empty(),
+                    None,
+                )
+                .is_ok_and(|n| n == line.len())
             }
         };
         if !sent {
@@ -189,8 +192,9 @@ impl Shim {
                         tracing::info!(?status, "the container exited");
                         exited = Some(status);
                         drain_until = Some(Instant::now() + DRAIN);
-                    } else if let Some(client) =
-                        clients.iter_mut().find(|c| c.exec.is_some() && c.exec == status.pid())
+                    } else if let Some(client) = clients
+                        .iter_mut()
+                        .find(|c| c.exec.is_some() && c.exec == status.pid())
                     {
                         client.exec = None;
                         client.respond(&Response::Exited(exit_status(status, false)));
@@ -242,7 +246,10 @@ impl Shim {
                 for cmsg in cmsgs {
                     if let ControlMessageOwned::ScmRights(fds) = cmsg {
                         // SAFETY: the kernel installed these descriptors for us; nothing else owns them.
-                        client.fds.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        client.fds.extend(
+                            fds.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
                     }
                 }
             }
@@ -269,11 +276,20 @@ impl Shim {
                 Ok(Request::Exec { args, tty }) => {
                     self.exec_serial += 1;
                     let stdio = std::mem::take(&mut client.fds);
-                    match super::exec::exec(&self.state, &self.filters, args, tty, stdio, self.exec_serial) {
+                    match super::exec::exec(
+                        &self.state,
+                        &self.filters,
+                        args,
+                        tty,
+                        stdio,
+                        self.exec_serial,
+                    ) {
                         Ok((exec_pid, master)) => {
                             client.exec = Some(exec_pid);
                             client.respond_with_fd(
-                                &Response::ExecStarted { pid: exec_pid.as_raw() },
+                                &Response::ExecStarted {
+                                    pid: exec_pid.as_raw(),
+                                },
                                 master.as_ref(),
                             );
                             None

@@ -1,0 +1,311 @@
+//! Benchmarks server-side apply against a plain update on a fresh `berth apiserver`: ConfigMap writes/s through
+//! kube-rs at a few concurrencies. Each write changes one value of an existing ConfigMap, by PUT (replace), by
+//! JSON merge patch, or by apply (`Patch::Apply`, forced, one field manager). Every write records
+//! managedFields, as upstream's do; an apply also merges and prunes by field ownership. Prints a Markdown table
+//! and exits (non-zero if any request failed).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use berth_e2e::{Server, workspace_bin};
+use clap::Parser;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+
+#[derive(Parser)]
+#[command(
+    about = "Server-side apply vs. update and merge patch: ConfigMap writes/s of a fresh berth apiserver"
+)]
+struct Args {
+    /// The berth binary to run (default: the workspace's release build).
+    #[arg(long, env = "BERTH_BIN")]
+    berth_bin: Option<PathBuf>,
+    /// Writes per kind and concurrency level.
+    #[arg(long, default_value_t = 2_000)]
+    writes: usize,
+    /// ConfigMaps the writes are spread over.
+    #[arg(long, default_value_t = 64)]
+    objects: usize,
+    /// Keys per ConfigMap (each 100 bytes); a write changes one of them.
+    #[arg(long, default_value_t = 10)]
+    keys: usize,
+    /// Concurrency levels (requests in flight), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    concurrency: Vec<usize>,
+}
+
+/// The outcome of one timed phase.
+struct Phase {
+    elapsed: Duration,
+    /// Latencies of the successful requests, sorted.
+    latencies: Vec<Duration>,
+    errors: Vec<String>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[index].as_secs_f64() * 1e3
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Write {
+    Update,
+    MergePatch,
+    Apply,
+}
+
+impl Write {
+    const ALL: [Write; 3] = [Write::Update, Write::MergePatch, Write::Apply];
+
+    fn name(self) -> &'static str {
+        match self {
+            Write::Update => "update (PUT)",
+            Write::MergePatch => "merge patch",
+            Write::Apply => "apply",
+        }
+    }
+}
+
+/// A ConfigMap with `keys` values; `round` changes the value of key `round % keys`.
+fn config_map(name: &str, keys: usize, round: usize) -> ConfigMap {
+    let data = (0..keys)
+        .map(|k| {
+            let value = if k == round % keys {
+                format!("{round:0>100}")
+            } else {
+                "x".repeat(100)
+            };
+            (format!("key-{k}"), value)
+        })
+        .collect();
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.writes > 0 && args.objects > 0 && args.keys > 0,
+        "--writes, --objects and --keys must be positive"
+    );
+    ensure!(
+        !args.concurrency.contains(&0),
+        "--concurrency levels must be positive"
+    );
+    let bin = args
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| workspace_bin("release"));
+    ensure!(
+        bin.exists(),
+        "{} does not exist: build it with `cargo build --release -p berth`, or pass --berth-bin",
+        bin.display()
+    );
+    let server = Server::start_bin(bin.clone());
+    let client = server.client().await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let apply = PatchParams::apply("bench").force();
+
+    println!("berth apiserver: server-side apply vs. update");
+    println!("- binary: {}", bin.display());
+    println!(
+        "- per kind and level: {} writes over {} ConfigMaps of {} keys × 100 bytes; load average at start: {}",
+        args.writes,
+        args.objects,
+        args.keys,
+        load_average()
+    );
+
+    // The objects, created by apply so that every kind of write meets managedFields.
+    let names: Arc<Vec<String>> =
+        Arc::new((0..args.objects).map(|i| format!("bench-{i}")).collect());
+    for name in names.iter() {
+        configmaps
+            .patch(name, &apply, &Patch::Apply(config_map(name, args.keys, 0)))
+            .await?;
+    }
+
+    let mut results: BTreeMap<(usize, Write), Phase> = BTreeMap::new();
+    let mut round = 1;
+    for &concurrency in &args.concurrency {
+        // Open the client's connections before timing, so TLS handshakes are not counted.
+        let api = configmaps.clone();
+        let first = names[0].clone();
+        let warm_up = drive(concurrency, concurrency * 4, move |_| {
+            let api = api.clone();
+            let name = first.clone();
+            async move { api.get(&name).await.map(drop) }
+        })
+        .await;
+        ensure!(
+            warm_up.errors.is_empty(),
+            "warm-up GETs failed: {:?}",
+            warm_up.errors
+        );
+
+        for write in Write::ALL {
+            let api = configmaps.clone();
+            let names = names.clone();
+            let params = apply.clone();
+            let keys = args.keys;
+            let base = round;
+            let phase = drive(concurrency, args.writes, move |i| {
+                let api = api.clone();
+                let name = names[i % names.len()].clone();
+                let object = config_map(&name, keys, base + i);
+                let params = params.clone();
+                async move {
+                    match write {
+                        Write::Update => api
+                            .replace(&name, &PostParams::default(), &object)
+                            .await
+                            .map(drop),
+                        Write::MergePatch => api
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&object))
+                            .await
+                            .map(drop),
+                        Write::Apply => api
+                            .patch(&name, &params, &Patch::Apply(&object))
+                            .await
+                            .map(drop),
+                    }
+                }
+            })
+            .await;
+            round += args.writes;
+            results.insert((concurrency, write), phase);
+        }
+    }
+
+    println!();
+    println!("| concurrency | write | writes/s | p50 ms | p99 ms | writes/s ÷ update's |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for ((concurrency, write), phase) in &results {
+        let update = results[&(*concurrency, Write::Update)].rate();
+        println!(
+            "| {concurrency} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            write.name(),
+            phase.rate(),
+            phase.percentile_ms(0.5),
+            phase.percentile_ms(0.99),
+            phase.rate() / update,
+        );
+    }
+    println!();
+    if let Some(pid) = server.pid() {
+        println!("- server memory after the run: {}", memory(pid));
+    }
+    println!("- load average at end: {}", load_average());
+
+    let mut failed = 0;
+    for ((concurrency, write), phase) in &results {
+        if !phase.errors.is_empty() {
+            failed += phase.errors.len();
+            println!(
+                "- {} {} writes at c={concurrency} failed; first: {}",
+                phase.errors.len(),
+                write.name(),
+                phase
+                    .errors
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+    }
+    ensure!(failed == 0, "{failed} requests failed (see above)");
+    Ok(())
+}
+
+/// Runs `op(0..total)` with `concurrency` requests in flight, timing each one and the whole phase.
+async fn drive<F, Fut>(concurrency: usize, total: usize, op: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), kube::Error>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let next = next.clone();
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    match op(i).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(e) => errors.push(format!("request {i}: {e}")),
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = Vec::new();
+    for worker in workers {
+        match worker.await {
+            Ok((l, e)) => {
+                latencies.extend(l);
+                errors.extend(e);
+            }
+            Err(e) => errors.push(format!("a worker task failed: {e}")),
+        }
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Phase {
+        elapsed,
+        latencies,
+        errors,
+    }
+}
+
+/// VmRSS and VmHWM (peak) from /proc/<pid>/status, as the kernel prints them.
+fn memory(pid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status
+            .lines()
+            .filter(|l| l.starts_with("VmRSS:") || l.starts_with("VmHWM:"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}

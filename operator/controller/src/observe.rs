@@ -1,0 +1,239 @@
+//! What exists: the objects Stacks own, kept in reflector stores fed by the same watches that trigger
+//! reconciles, and the few reads that need the API itself (a Secret the spec names, which berth does not own;
+//! the generated password when the store has not seen its Secret).
+
+use std::sync::Arc;
+
+use berth_api::Stack;
+use berth_api::constants::LABEL_STACK;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::drift;
+use crate::error::Error;
+use crate::mapping::{Names, PASSWORD_KEY};
+use crate::plan::Object;
+
+/// The length of a generated database password (alphanumeric: no quoting trouble in URLs or shells).
+const PASSWORD_LENGTH: usize = 24;
+
+/// Everything the Stacks own, labelled `berth.dev/stack`.
+#[derive(Clone)]
+pub struct Stores {
+    pub pods: Store<Pod>,
+    pub services: Store<Service>,
+    pub secrets: Store<Secret>,
+    pub claims: Store<PersistentVolumeClaim>,
+    synced: watch::Receiver<bool>,
+}
+
+impl Stores {
+    /// The stores, and a future that marks them synced once each has listed its objects: drive it alongside
+    /// the watches that fill them. (One waiter only: kube-runtime's `Store::wait_until_ready` wakes a single
+    /// task, so concurrent reconciles wait on `synced` instead.)
+    pub fn new(
+        pods: Store<Pod>,
+        services: Store<Service>,
+        secrets: Store<Secret>,
+        claims: Store<PersistentVolumeClaim>,
+    ) -> (Stores, impl Future<Output = ()> + Send + 'static) {
+        let (tell, synced) = watch::channel(false);
+        let stores = Stores {
+            pods,
+            services,
+            secrets,
+            claims,
+            synced,
+        };
+        let waiting = stores.clone();
+        let sync = async move {
+            // A writer is only dropped when the controller stops, and then nothing waits here any more.
+            let _ = futures::join!(
+                waiting.pods.wait_until_ready(),
+                waiting.services.wait_until_ready(),
+                waiting.secrets.wait_until_ready(),
+                waiting.claims.wait_until_ready(),
+            );
+            let _ = tell.send(true);
+        };
+        (stores, sync)
+    }
+
+    /// Waits until every store has listed its objects once: before that, absent would not mean missing.
+    pub async fn synced(&self) {
+        let mut synced = self.synced.clone();
+        let _ = synced.wait_for(|s| *s).await;
+    }
+
+    /// The Stack's Pods, any component.
+    pub fn pods_of(&self, stack: &Stack) -> Vec<Pod> {
+        let namespace = stack.namespace();
+        let name = stack.name_any();
+        let mut pods: Vec<Pod> = self
+            .pods
+            .state_filter(|p| {
+                p.namespace() == namespace && p.labels().get(LABEL_STACK) == Some(&name)
+            })
+            .into_iter()
+            .map(|p| p.as_ref().clone())
+            .collect();
+        pods.sort_by_key(|p| p.name_any());
+        pods
+    }
+
+    /// True when the object exists with every field the controller would apply: applying it changes nothing.
+    pub fn unchanged(&self, object: &Object, namespace: &str) -> bool {
+        match object {
+            Object::Secret(secret) => holds(
+                &self.secrets,
+                namespace,
+                &drift::stored_secret(secret.as_ref().clone()),
+            ),
+            Object::Claim(claim) => holds(&self.claims, namespace, claim.as_ref()),
+            Object::Service(service) => holds(&self.services, namespace, service.as_ref()),
+            // The plan applies a Pod only when it is missing or must be replaced.
+            Object::Pod(_) => false,
+        }
+    }
+}
+
+fn holds<K>(store: &Store<K>, namespace: &str, desired: &K) -> bool
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Serialize + 'static,
+{
+    let key = ObjectRef::new(&desired.name_any()).within(namespace);
+    let Some(existing) = store.get(&key) else {
+        return false;
+    };
+    match (
+        serde_json::to_value(existing.as_ref()),
+        serde_json::to_value(desired),
+    ) {
+        (Ok(existing), Ok(desired)) => drift::contains(&existing, &desired),
+        _ => false,
+    }
+}
+
+fn password_in(secret: &Secret) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(PASSWORD_KEY)?;
+    String::from_utf8(bytes.0.clone())
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+pub fn generate_password() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(PASSWORD_LENGTH)
+        .map(char::from)
+        .collect()
+}
+
+/// The database password to keep in the generated Secret: the one already there, or a new one. Empty when the
+/// Stack has no database or names its own Secret.
+pub async fn password(
+    client: &Client,
+    stores: &Stores,
+    stack: &Stack,
+    names: &Names,
+    namespace: &str,
+) -> Result<String, Error> {
+    let generated = stack
+        .spec
+        .database
+        .as_ref()
+        .is_some_and(|db| db.password_secret_ref.is_none());
+    if !generated {
+        return Ok(String::new());
+    }
+    let key = ObjectRef::new(&names.secret).within(namespace);
+    let secret = match stores.secrets.get(&key) {
+        Some(secret) => Some(secret),
+        // The store may not have seen a Secret written a moment ago; a new password would lock the database
+        // out of its data, so ask the API before making one.
+        None => Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(&names.secret)
+            .await
+            .map_err(|source| Error::Read {
+                kind: "Secret",
+                name: names.secret.clone(),
+                source,
+            })?
+            .map(Arc::new),
+    };
+    Ok(secret
+        .as_deref()
+        .and_then(password_in)
+        .unwrap_or_else(generate_password))
+}
+
+/// A problem no retry fixes found while observing: the Secret that `passwordSecretRef` names is missing, or
+/// lacks the key. Returns (reason, message) for the Stalled condition.
+pub async fn blocking(
+    client: &Client,
+    stack: &Stack,
+    namespace: &str,
+) -> Result<Option<(String, String)>, Error> {
+    let Some(reference) = stack
+        .spec
+        .database
+        .as_ref()
+        .and_then(|db| db.password_secret_ref.as_ref())
+    else {
+        return Ok(None);
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| Error::Read {
+            kind: "Secret",
+            name: reference.name.clone(),
+            source,
+        })?;
+    let Some(secret) = secret else {
+        return Ok(Some((
+            "SecretNotFound".into(),
+            format!(
+                "Secret {:?} named by spec.database.passwordSecretRef does not exist in namespace {namespace:?}; \
+                 create it with the password under key {:?}, or remove passwordSecretRef to let berth generate one",
+                reference.name, reference.key
+            ),
+        )));
+    };
+    let has_key = secret
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key(&reference.key))
+        || secret
+            .string_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(&reference.key));
+    if !has_key {
+        return Ok(Some((
+            "SecretKeyNotFound".into(),
+            format!(
+                "Secret {:?} named by spec.database.passwordSecretRef has no key {:?}; add the password under that \
+                 key, or point passwordSecretRef.key at the key that holds it",
+                reference.name, reference.key
+            ),
+        )));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_24_alphanumeric_characters_and_differ() {
+        let a = generate_password();
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, generate_password());
+    }
+}
