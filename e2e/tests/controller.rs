@@ -20,9 +20,20 @@ use serde_json::{Value, json};
 
 /// How long the controller may take to react.
 const DEADLINE: Duration = Duration::from_secs(30);
+/// How long garbage collection may take: the collector learns of a new kind (the Stack CRD) only when it
+/// refreshes discovery, every 30 s as upstream's does.
+const GC_DEADLINE: Duration = Duration::from_secs(75);
 
 /// Polls `check` until it returns Some, failing the test after `DEADLINE`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(DEADLINE, what, check).await
+}
+
+async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -33,8 +44,8 @@ where
             return value;
         }
         assert!(
-            start.elapsed() < DEADLINE,
-            "timed out after {DEADLINE:?} waiting for {what}"
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -118,7 +129,7 @@ impl Cluster {
         eventually(&format!("{name} to exist"), || self.get::<K>(name)).await
     }
 
-    /// Waits for an object to be gone.
+    /// Waits for an object to be gone (deleted by the controller, or collected with its owner).
     async fn gone<K>(&self, name: &str)
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -126,7 +137,7 @@ impl Cluster {
             + k8s_openapi::serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        eventually(&format!("{name} to be gone"), || async {
+        eventually_within(GC_DEADLINE, &format!("{name} to be gone"), || async {
             self.get::<K>(name).await.is_none().then_some(())
         })
         .await

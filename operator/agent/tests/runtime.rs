@@ -68,6 +68,14 @@ fn rootfs() -> &'static Path {
     })
 }
 
+/// The shim program: `berth-shim`, or `$BERTH_SHIM` (e.g. `target/debug/berth`, whose `shim` subcommand is
+/// the same entry point).
+fn shim_program() -> PathBuf {
+    std::env::var_os("BERTH_SHIM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
+}
+
 /// A runtime with a root of its own (short: the socket path must fit in 108 bytes).
 fn runtime() -> (Runtime, tempfile::TempDir) {
     let root = tempfile::Builder::new()
@@ -75,7 +83,7 @@ fn runtime() -> (Runtime, tempfile::TempDir) {
         .tempdir_in("/tmp")
         .unwrap();
     let mut config = RuntimeConfig::new(root.path()).unwrap();
-    config.shim_program = PathBuf::from(env!("CARGO_BIN_EXE_berth-shim"));
+    config.shim_program = shim_program();
     config.cgroup_parent = PathBuf::from(CGROUP_PARENT);
     (Runtime::new(config).unwrap(), root)
 }

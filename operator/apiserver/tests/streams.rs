@@ -535,19 +535,18 @@ async fn finish(mut socket: WebSocket, status: String) {
 /// The checks a kubelet makes before upgrading, in the contract's order: the container must be running
 /// (whatever the protocol: kubectl 1.30+ retries a refused WebSocket upgrade with SPDY, and must get the same
 /// answer), then the request must be a WebSocket upgrade.
-#[allow(clippy::result_large_err)]
 fn admit(
     pod: &str,
     container: &str,
     verb: &str,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<WebSocketUpgrade, Response> {
+) -> Result<WebSocketUpgrade, Box<Response>> {
     let refuse = |message: String| {
         let status = json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": "BadRequest", "code": 400,
         });
-        (StatusCode::BAD_REQUEST, axum::Json(status)).into_response()
+        Box::new((StatusCode::BAD_REQUEST, axum::Json(status)).into_response())
     };
     if pod == CRASHED {
         return Err(refuse(format!(
@@ -578,7 +577,7 @@ async fn exec(
     );
     let ws = match admit(&pod, &container, "exec", ws) {
         Ok(ws) => ws,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let command: Vec<String> = params(&query)
         .into_iter()
@@ -633,7 +632,7 @@ async fn attach(
     );
     let ws = match admit(&pod, &container, "attach", ws) {
         Ok(ws) => ws,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     ws.protocols(["v5.channel.k8s.io"])
         .on_upgrade(move |mut socket| async move {
@@ -834,8 +833,8 @@ async fn followed_logs_stream_lines_as_they_arrive_and_end_with_the_client() {
     }
 }
 
-/// Whether this kubectl speaks WebSocket for exec and attach: 1.30 and later by default, 1.29 when
-/// `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true`, 1.27 and 1.28 never (SPDY only).
+/// The environment under which this kubectl speaks WebSocket for exec and attach: 1.30 and later by
+/// default, 1.29 with `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true`; `None` for 1.27 and 1.28 (SPDY only).
 fn websocket_env(minor: u32) -> Option<&'static [(&'static str, &'static str)]> {
     match minor {
         0 | 30.. => Some(&[]),

@@ -96,15 +96,33 @@ pub async fn reconcile(stack: Arc<Stack>, ctx: Arc<Context>) -> Result<Action, E
     ctx.stores.synced().await;
     let namespace = stack.namespace().ok_or(Error::Unnamespaced)?;
     let api: Api<Stack> = Api::namespaced(ctx.client.clone(), &namespace);
-    let action = finalizer(&api, FINALIZER, stack, |event| async {
+    let result = finalizer(&api, FINALIZER, stack, |event| async {
         match event {
             Event::Apply(stack) => apply(&stack, &ctx, &namespace).await,
             Event::Cleanup(stack) => cleanup(&stack, &ctx, &namespace).await,
         }
     })
-    .await
-    .map_err(|err| Error::Finalizer(Box::new(err)))?;
-    Ok(action)
+    .await;
+    match result {
+        Ok(action) => Ok(action),
+        // The cache was behind: the Stack is already gone, and there is nothing left to do for it.
+        Err(err) if stack_gone(&err) => {
+            debug!("the Stack is gone");
+            Ok(Action::await_change())
+        }
+        Err(err) => Err(Error::Finalizer(Box::new(err))),
+    }
+}
+
+/// Did a write to the Stack itself find it deleted?
+fn stack_gone(err: &kube::runtime::finalizer::Error<Error>) -> bool {
+    use kube::runtime::finalizer::Error as F;
+    let not_found = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404);
+    match err {
+        F::AddFinalizer(e) | F::RemoveFinalizer(e) => not_found(e),
+        F::ApplyFailed(Error::Status(e)) => not_found(e),
+        _ => false,
+    }
 }
 
 /// Retries with a per-Stack exponential backoff; a success resets it.

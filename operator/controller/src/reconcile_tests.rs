@@ -448,3 +448,19 @@ async fn an_error_backs_off_longer_each_time_and_is_counted() {
             .contains("berth_controller_reconcile_errors_total{error=\"Status\"} 23")
     );
 }
+
+#[tokio::test]
+async fn a_cleanup_from_a_stale_cache_of_a_stack_already_gone_is_not_an_error() {
+    let stack = deleting(sample(), DeletionPolicy::Delete);
+    let (client, api) = FakeApi::new(vec![
+        Call::get(apply_path(CLAIMS, "demo-db-data")).fails(404),
+        Call::get(apply_path(CLAIMS, "demo-redis-data")).fails(404),
+        Call::get(apply_path(SECRETS, "demo-db-credentials")).fails(404),
+        Call::patch(STACK).fails(404),
+    ]);
+    let action = reconcile(Arc::new(stack), context(client, Seen::default()))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    api.verify().await;
+}

@@ -202,6 +202,10 @@ async fn reconcile_all(client: Client, config: &Config, state: Arc<State>, insta
             Ok((stack, action)) => debug!(stack = %stack, ?action, "reconciled"),
             // error_policy logged it already.
             Err(controller::Error::ReconcilerFailed(..)) => {}
+            // An owned object changed after its Stack went: nothing to reconcile.
+            Err(controller::Error::ObjectNotFound(stack)) => {
+                debug!(stack = %stack, "the Stack is gone")
+            }
             Err(err) => warn!(error = %err, "controller"),
         }
     });

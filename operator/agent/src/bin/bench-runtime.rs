@@ -147,6 +147,13 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The (now empty) parent cgroup of the benchmark's containers, in every hierarchy.
+        let _ = std::fs::remove_dir("/sys/fs/cgroup/berth-bench");
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir(entry.path().join("berth-bench"));
+            }
+        }
     }
 }
 

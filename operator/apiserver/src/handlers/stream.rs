@@ -729,4 +729,16 @@ mod tests {
         );
         assert_eq!(requested_upgrade(&headers).as_deref(), Some("websocket"));
     }
+
+    #[test]
+    fn only_handshake_headers_are_passed_to_the_kubelet() {
+        assert!(is_stream_header(&header::SEC_WEBSOCKET_PROTOCOL));
+        assert!(is_stream_header(&HeaderName::from_static(
+            "x-stream-protocol-version"
+        )));
+        assert!(!is_stream_header(&header::AUTHORIZATION));
+        assert!(!is_stream_header(&HeaderName::from_static(
+            "impersonate-user"
+        )));
+    }
 }
