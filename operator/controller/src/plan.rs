@@ -608,6 +608,11 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
         }),
         endpoints,
     };
+    // A spec that cannot work (a Secret it names is missing…) must not tear down what runs: while such an error
+    // stands, nothing is replaced or removed, only created.
+    if observed.blocking.is_some() {
+        steps.retain(|step| !matches!(step, Step::DeletePod(_)));
+    }
     Plan {
         steps,
         status,

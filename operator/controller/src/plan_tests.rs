@@ -381,3 +381,22 @@ fn scaling_down_deletes_the_highest_indices() {
         .collect();
     assert_eq!(deleted_pods(&p), names);
 }
+
+#[test]
+fn a_blocking_error_replaces_nothing_that_runs() {
+    let mut stack = sample();
+    let d = desired(&stack, "pw").unwrap();
+    let pods = infra(&stack, &d);
+    stack.spec.database.as_mut().unwrap().password_secret_ref = Some(berth_api::SecretKeyRef {
+        name: "missing".into(),
+        key: "password".into(),
+    });
+    let d2 = desired(&stack, "pw").unwrap();
+    let blocking = Some((
+        "MissingSecret".to_owned(),
+        "Secret missing not found".to_owned(),
+    ));
+    let p = plan(&stack, &d2, &Observed { pods, blocking }, &now());
+    assert!(deleted_pods(&p).is_empty(), "the running database stays");
+    assert_eq!(condition(&p, CONDITION_STALLED).status, "True");
+}
