@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
 KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
 
-.PHONY: up down test deps build crds lint bench bench-apiserver
+.PHONY: up down test deps build crds lint bench bench-apiserver bench-runtime
 
 deps:
 	@scripts/deps.sh
@@ -33,7 +33,12 @@ test: deps lint
 crds:
 	BERTH_UPDATE_CRDS=1 cargo test -p berth-api committed_crd_files_match_the_types
 
-bench: bench-apiserver
+bench: bench-apiserver bench-runtime
+
+bench-runtime: deps
+	@scripts/test-deps.sh
+	cargo build --release -p berth-agent --bin bench-runtime
+	target/release/bench-runtime --iterations 30
 
 bench-apiserver: deps
 	cargo build --release -p berth -p berth-e2e --bins
