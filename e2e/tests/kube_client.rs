@@ -883,3 +883,44 @@ async fn dry_run_delete_leaves_the_object() {
     let rv = list_rv(&cms.list(&ListParams::default()).await.unwrap());
     assert_eq!(rv, rv_of(&held), "a dry run writes nothing");
 }
+
+/// Upstream retries a delete that raced another writer (its guaranteed update); a controller writing status
+/// while a user deletes must not turn `kubectl delete` into a 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_while_another_client_keeps_writing_succeeds() {
+    let server = Server::start();
+    let client = server.client().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    for round in 0..20 {
+        let name = format!("busy-{round}");
+        let mut held = config_map(&name, "0");
+        held.metadata.finalizers = Some(vec!["e2e.berth.dev/hold".into()]);
+        cms.create(&PostParams::default(), &held).await.unwrap();
+        let writer = {
+            let cms = cms.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                for value in 1..=200 {
+                    let patch = json!({"data": {"value": value.to_string()}});
+                    if cms
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        };
+        cms.delete(&name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: delete during writes: {e}"));
+        writer.await.unwrap();
+        let marked = cms.get(&name).await.unwrap();
+        assert!(marked.metadata.deletion_timestamp.is_some(), "{marked:?}");
+        let release = json!({"metadata": {"finalizers": null}});
+        cms.patch(&name, &PatchParams::default(), &Patch::Merge(&release))
+            .await
+            .unwrap();
+    }
+}

@@ -37,6 +37,38 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
+    /// 409 when the object is not the one the preconditions name.
+    fn check_preconditions(&self, target: &Target, object: &Value) -> Result<()> {
+        let Some(pre) = &self.preconditions else {
+            return Ok(());
+        };
+        let uid = object["metadata"]["uid"].as_str().unwrap_or_default();
+        if let Some(want) = pre.uid.as_deref().filter(|u| !u.is_empty())
+            && want != uid
+        {
+            return Err(ApiError::conflict(
+                target.subject(),
+                format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
+            ));
+        }
+        let rv = object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        if let Some(want) = pre.resource_version.as_deref().filter(|r| !r.is_empty())
+            && want != rv
+        {
+            return Err(ApiError::conflict(
+                target.subject(),
+                format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn from_ctx(ctx: &Ctx) -> Result<DeleteOptions> {
         let mut options: DeleteOptions = if ctx.body.iter().all(u8::is_ascii_whitespace) {
             DeleteOptions::default()
@@ -102,32 +134,6 @@ pub async fn delete(ctx: Ctx) -> Result<Response> {
         .store
         .get(&target.rt.key(), target.store_namespace(), &name)
         .ok_or_else(|| ApiError::not_found(target.subject()))?;
-    if let Some(pre) = &options.preconditions {
-        let uid = old["metadata"]["uid"].as_str().unwrap_or_default();
-        if let Some(want) = pre.uid.as_deref().filter(|u| !u.is_empty())
-            && want != uid
-        {
-            return Err(ApiError::conflict(
-                target.subject(),
-                format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                ),
-            ));
-        }
-        let rv = old["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or_default();
-        if let Some(want) = pre.resource_version.as_deref().filter(|r| !r.is_empty())
-            && want != rv
-        {
-            return Err(ApiError::conflict(
-                target.subject(),
-                format!(
-                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
-                ),
-            ));
-        }
-    }
     let (code, object) = delete_object(&ctx.app, target, old, &options).await?;
     Ok(respond(code, &object::served(&target.rt, &object), &[]))
 }
@@ -166,31 +172,63 @@ pub async fn delete_collection(ctx: Ctx) -> Result<Response> {
     ))
 }
 
+/// How often a delete re-reads an object that another writer changed under it before giving up.
+const ATTEMPTS: usize = 16;
+
 /// Deletes one object: at once, or by marking it (deletionTimestamp) while finalizers or a grace period hold it.
+/// As upstream's guaranteed update does, a write that raced another one re-reads the object and tries again,
+/// checking the preconditions each time; only a precondition can turn the race into a 409.
 pub async fn delete_object(
     app: &Arc<App>,
     target: &Target,
-    old: Arc<Value>,
+    mut old: Arc<Value>,
     options: &DeleteOptions,
 ) -> Result<(StatusCode, Value)> {
-    let rt = &target.rt;
     let dry_run = options.dry_run()?;
-    let mut finalizers = object::finalizers(&old);
+    for _ in 0..ATTEMPTS {
+        options.check_preconditions(target, &old)?;
+        match try_delete(app, target, &old, options, dry_run).await {
+            Err(StoreError::Conflict) => {
+                old = app
+                    .store
+                    .get(&target.rt.key(), target.store_namespace(), object::name(&old).unwrap_or_default())
+                    .ok_or_else(|| ApiError::not_found(target.subject()))?;
+            }
+            Err(other) => return Err(store_error(target, other)),
+            Ok(done) => return Ok(done),
+        }
+    }
+    Err(ApiError::conflict(
+        target.subject(),
+        "the object kept changing while it was being deleted; try again",
+    ))
+}
+
+/// One attempt of [`delete_object`] against the object as read.
+async fn try_delete(
+    app: &Arc<App>,
+    target: &Target,
+    old: &Value,
+    options: &DeleteOptions,
+    dry_run: bool,
+) -> std::result::Result<(StatusCode, Value), StoreError> {
+    let rt = &target.rt;
+    let mut finalizers = object::finalizers(old);
     if let Some(wanted) = options.propagation_finalizer() {
         finalizers.retain(|f| f != ORPHAN && f != FOREGROUND);
         finalizers.push(wanted.to_owned());
     }
-    let grace = pod_grace_period(target, &old, options);
+    let grace = pod_grace_period(target, old, options);
     let code = if options.propagation_finalizer() == Some(FOREGROUND) {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
-    let name = object::name(&old).unwrap_or_default().to_owned();
-    let namespace_held = object::held(rt, &old) && object::finalizers(&old).is_empty();
+    let name = object::name(old).unwrap_or_default().to_owned();
+    let namespace_held = object::held(rt, old) && object::finalizers(old).is_empty();
     if finalizers.is_empty() && !namespace_held && grace.is_none() {
         if dry_run {
-            return Ok((StatusCode::OK, old.as_ref().clone()));
+            return Ok((StatusCode::OK, old.clone()));
         }
         let stored = app
             .store
@@ -199,17 +237,16 @@ pub async fn delete_object(
                 namespace: target.store_namespace().to_owned(),
                 name,
                 action: Action::Delete {
-                    expected_rv: store::stored_rv(&old),
+                    expected_rv: store::stored_rv(old),
                     expected_uid: None,
                 },
             })
-            .await
-            .map_err(|e| store_error(target, e))?;
+            .await?;
         committed(app, rt, &stored, true).await;
         return Ok((StatusCode::OK, stored.as_ref().clone()));
     }
-    let mut marked = old.as_ref().clone();
-    let already = object::is_deleting(&old);
+    let mut marked = old.clone();
+    let already = object::is_deleting(old);
     {
         let meta = object::meta_mut(&mut marked);
         if !already {
@@ -224,7 +261,7 @@ pub async fn delete_object(
         meta.insert("finalizers".into(), json!(finalizers));
     }
     if rt.group == "apiextensions.k8s.io" && rt.resource == "customresourcedefinitions" {
-        crate::crd::set_status(&app.registry, &mut marked, Some(&old));
+        crate::crd::set_status(&app.registry, &mut marked, Some(old));
     }
     if rt.group.is_empty() && rt.resource == "namespaces" {
         object::set_path(&mut marked, &["status", "phase"], json!("Terminating"));
@@ -244,17 +281,10 @@ pub async fn delete_object(
             name,
             action: Action::Update {
                 object: marked,
-                expected_rv: store::stored_rv(&old),
+                expected_rv: store::stored_rv(old),
             },
         })
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict => ApiError::conflict(
-                target.subject(),
-                "the object changed while it was being deleted; try again",
-            ),
-            other => store_error(target, other),
-        })?;
+        .await?;
     committed(app, rt, &stored, false).await;
     Ok((code, stored.as_ref().clone()))
 }
