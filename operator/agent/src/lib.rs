@@ -3,4 +3,6 @@
 //! in its own single-threaded process (see ARCHITECTURE.md, "Node agent").
 
 pub mod image;
+pub mod kubelet;
+pub mod net;
 pub mod runtime;
