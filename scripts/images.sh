@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# Builds berth's demo images (PostgreSQL 15, Redis 7 and the Flask demo app) from Debian packages, without
+# Docker Hub: one debootstrap'ed minbase layer shared by all images, one package layer per image (recipes in
+# images/*/recipe), packed with umoci into an OCI layout, and served from Debian's docker-registry on loopback.
+# Everything is cached under .cache/images, keyed on the recipes' content: a second run takes seconds.
+#
+#   scripts/images.sh [all]   build what changed, start the registry if needed, push (what `make images` runs)
+#   scripts/images.sh build   build only; prints the OCI layout and its tags
+#   scripts/images.sh stop    stop the registry this script started
+#
+# Environment: BERTH_IMAGES_CACHE (cache dir), BERTH_REGISTRY (host:port, default 127.0.0.1:5000, the address
+# config/samples/stack.yaml names), BERTH_REGISTRY_DIR (registry config, storage, pid and log),
+# BERTH_DEBIAN_MIRROR. Exit status 3 means the Debian mirror cannot be reached, so debootstrap cannot work.
+set -Eeuo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${BERTH_IMAGES_CACHE:-$repo/.cache/images}
+registry=${BERTH_REGISTRY:-127.0.0.1:5000}
+registry_dir=${BERTH_REGISTRY_DIR:-$cache/registry}
+mirror=${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+layout=$cache/oci
+images=(postgres redis demo-app)
+
+say() { printf 'images: %s\n' "$*"; }
+die() {
+  printf 'images: error: %s\n' "$*" >&2
+  exit 1
+}
+
+install_tools() {
+  local missing=() tool package
+  for tool in debootstrap:debootstrap umoci:umoci skopeo:skopeo docker-registry:docker-registry jq:jq curl:curl; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+  done
+  ((${#missing[@]})) || return 0
+  [[ $(id -u) -eq 0 ]] || die "missing tools: ${missing[*]}; run as root (apt-get install ${missing[*]})"
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  }
+  for package in "${missing[@]}"; do
+    # Debian starts the registry it installs on :5000 where an init system runs; this script runs its own.
+    if [[ $package == docker-registry ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+  done
+}
+
+# The cache key of a set of files: their names and contents.
+hash_files() {
+  local file
+  for file in "$@"; do
+    if [[ -d $file ]]; then
+      find "$file" -type f \! -name '*.pyc' -print0 | LC_ALL=C sort -z | while IFS= read -r -d '' f; do
+        printf '%s\n' "${f#"$repo"/}"
+        cat "$f"
+      done
+    else
+      printf '%s\n' "${file#"$repo"/}"
+      cat "$file"
+    fi
+  done | sha256sum | cut -c1-16
+}
+
+has_tag() {
+  local tags
+  [[ -d $layout ]] && tags=$(umoci ls --layout "$layout" 2>/dev/null) && grep -qx -- "$1" <<<"$tags"
+}
+
+# Mounts made while building, undone on any exit so that removing a work directory never follows them.
+mounts=()
+work_dirs=()
+cleanup() {
+  cleanup_mounts
+  local dir
+  for dir in "${work_dirs[@]}"; do
+    # Never remove a tree that still has something mounted in it (the bind mount of /dev, say).
+    if grep -q " $dir/" /proc/self/mounts; then
+      printf 'images: error: %s still has mounts; not removing it\n' "$dir" >&2
+      continue
+    fi
+    rm -rf "$dir"
+  done
+  work_dirs=()
+}
+cleanup_mounts() {
+  local i
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+    if mountpoint -q "${mounts[i]}"; then umount "${mounts[i]}" || umount -l "${mounts[i]}"; fi
+  done
+  mounts=()
+}
+trap cleanup EXIT
+
+# Unpacks an image of the layout into a new work bundle, named in $bundle.
+new_bundle() {
+  bundle=$cache/work/$2.$$
+  rm -rf "$bundle"
+  mkdir -p "$cache/work"
+  work_dirs+=("$bundle")
+  umoci unpack --image "$layout:$1" "$bundle" >/dev/null
+}
+
+# What apt and maintainer scripts expect in a chroot; the mounts go before the layer is packed.
+mount_api() {
+  local root=$1
+  mount --bind /dev "$root/dev" && mounts+=("$root/dev")
+  mount -t proc proc "$root/proc" && mounts+=("$root/proc")
+}
+
+check_mirror() {
+  curl -fsS --max-time 20 -o /dev/null "$mirror/dists/$SUITE/Release" || {
+    printf 'images: error: cannot reach the Debian mirror %s (set BERTH_DEBIAN_MIRROR); debootstrap cannot work here\n' \
+      "$mirror" >&2
+    exit 3
+  }
+}
+
+# Drops what a container never reads: documentation (copyright notices stay), apt's lists and caches, logs.
+slim() {
+  local root=$1
+  find "$root/usr/share/doc" -mindepth 1 \! -name copyright \! -type d -delete 2>/dev/null || true
+  find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+  rm -rf "$root"/usr/share/{man,info,groff,lintian,linda}/* "$root"/var/cache/debconf/*-old
+  find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 \! -name locale.alias -exec rm -rf '{}' + 2>/dev/null || true
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+  find "$root/var/log" -type f -delete
+  rm -rf "$root"/tmp/* "$root"/var/tmp/*
+}
+
+# The shared base layer: debootstrap minbase, with dpkg told to skip documentation in every later install.
+build_base() {
+  # shellcheck source=../images/base/recipe
+  source "$repo/images/base/recipe"
+  local arch
+  arch=$(dpkg --print-architecture)
+  base_key=$(printf '%s %s %s\n' "$mirror" "$arch" "$(hash_files "$repo/images/base")" | sha256sum | cut -c1-16)
+  base_tag=base-$base_key
+  if has_tag "$base_tag"; then
+    say "base: cached ($SUITE $VARIANT, $base_tag)"
+    return
+  fi
+  check_mirror
+  say "base: debootstrap $SUITE ($VARIANT, $arch) from $mirror (about a minute)"
+  [[ -d $layout ]] || umoci init --layout "$layout"
+  has_tag empty || umoci new --image "$layout:empty"
+  new_bundle empty base
+  mkdir -p "$cache/debs"
+  debootstrap --variant="$VARIANT" --cache-dir="$cache/debs" "$SUITE" "$bundle/rootfs" "$mirror" \
+    >"$cache/work/debootstrap.log" 2>&1 || {
+    tail -n 20 "$cache/work/debootstrap.log" >&2
+    die "debootstrap failed (log: $cache/work/debootstrap.log)"
+  }
+  install -m 644 "$repo/images/base/dpkg-slim" "$bundle/rootfs/etc/dpkg/dpkg.cfg.d/berth-slim"
+  # Packages installed while building must not try to start services.
+  printf '#!/bin/sh\nexit 101\n' >"$bundle/rootfs/usr/sbin/policy-rc.d"
+  chmod 755 "$bundle/rootfs/usr/sbin/policy-rc.d"
+  # The runtime provides /dev; debootstrap's device nodes stay out of the layer.
+  find "$bundle/rootfs/dev" -mindepth 1 -delete
+  slim "$bundle/rootfs"
+  umoci repack --image "$layout:$base_tag" --history.created_by "debootstrap --variant=$VARIANT $SUITE" "$bundle" >/dev/null
+  umoci config --image "$layout:$base_tag" --config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    --architecture "$arch" --os linux --no-history
+  cleanup
+  say "base: built $base_tag"
+}
+
+load_recipe() {
+  REF='' PACKAGES=() PRE_INSTALL='' POST_INSTALL='' COPY=() ENTRYPOINT=() CMD=() ENV=() PORTS=() VOLUMES=()
+  STOPSIGNAL=SIGTERM WORKDIR=/ USER=''
+  # shellcheck source=/dev/null
+  source "$repo/images/$1/recipe"
+  [[ -n $REF ]] || die "images/$1/recipe sets no REF"
+}
+
+# The tag of an image in the layout: its name and a key over the base, its recipe directory, the sources it
+# copies, and this script.
+image_tag() {
+  local name=$1 sources=("$repo/images/$1" "${BASH_SOURCE[0]}") copy
+  for copy in "${COPY[@]}"; do sources+=("$repo/${copy%%:*}"); done
+  printf '%s-%s\n' "$name" "$(printf '%s %s\n' "$base_key" "$(hash_files "${sources[@]}")" | sha256sum | cut -c1-16)"
+}
+
+chroot_run() {
+  local root=$1
+  shift
+  chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 /bin/bash -c "$*"
+}
+
+build_image() {
+  local name=$1 tag=$2 root copy entry
+  check_mirror
+  say "$name: installing ${PACKAGES[*]} on $base_tag"
+  new_bundle "$base_tag" "$name"
+  root=$bundle/rootfs
+  mount_api "$root"
+  # apt's lists and downloaded packages live in the cache, shared by all images and kept out of the layers.
+  mkdir -p "$cache/apt-lists/partial" "$cache/debs/partial"
+  mount --bind "$cache/apt-lists" "$root/var/lib/apt/lists" && mounts+=("$root/var/lib/apt/lists")
+  mount --bind "$cache/debs" "$root/var/cache/apt/archives" && mounts+=("$root/var/cache/apt/archives")
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  for copy in "${COPY[@]}"; do
+    mkdir -p "$(dirname "$root${copy#*:}")"
+    cp -a --no-preserve=ownership "$repo/${copy%%:*}" "$root${copy#*:}"
+    find "$root${copy#*:}" -name __pycache__ -prune -exec rm -rf '{}' +
+  done
+  [[ -z $PRE_INSTALL ]] || chroot_run "$root" "$PRE_INSTALL"
+  # A day-old package list is refreshed; a fresher one is shared between the images of one build.
+  if [[ -z $(find "$cache/apt-lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit) ]]; then
+    chroot_run "$root" "apt-get update -qq" >/dev/null
+  fi
+  chroot_run "$root" "apt-get install -y -qq --no-install-recommends ${PACKAGES[*]}" >"$cache/work/$name-apt.log" 2>&1 || {
+    tail -n 20 "$cache/work/$name-apt.log" >&2
+    die "$name: apt-get install failed (log: $cache/work/$name-apt.log)"
+  }
+  [[ -z $POST_INSTALL ]] || chroot_run "$root" "$POST_INSTALL"
+  cleanup_mounts
+  rm -f "$root/etc/resolv.conf"
+  : >"$root/etc/resolv.conf"
+  slim "$root"
+  say "$name: $(du -sh --apparent-size "$root" | cut -f1) unpacked"
+  umoci repack --image "$layout:$tag" --history.created_by "apt-get install ${PACKAGES[*]}" "$bundle" >/dev/null
+
+  local args=(--image "$layout:$tag" --no-history --clear config.env --clear config.entrypoint --clear config.cmd
+    --config.workingdir "$WORKDIR" --config.stopsignal "$STOPSIGNAL" --config.label "dev.berth.recipe=$tag"
+    --config.label "org.opencontainers.image.source=berth images/$name")
+  [[ -z $USER ]] || args+=(--config.user "$USER")
+  for entry in "${ENV[@]}"; do args+=(--config.env "$entry"); done
+  for entry in "${ENTRYPOINT[@]}"; do args+=(--config.entrypoint "$entry"); done
+  for entry in "${CMD[@]}"; do args+=(--config.cmd "$entry"); done
+  for entry in "${PORTS[@]}"; do args+=(--config.exposedports "$entry"); done
+  for entry in "${VOLUMES[@]}"; do args+=(--config.volume "$entry"); done
+  umoci config "${args[@]}"
+  cleanup
+}
+
+
+# Tags of an image other than the current one: earlier builds, removed before the layout's garbage collection.
+prune_tags() {
+  local name=$1 keep=$2 tag
+  while IFS= read -r tag; do
+    [[ $tag == "$name"-* && $tag != "$keep" ]] && umoci rm --image "$layout:$tag"
+  done < <(umoci ls --layout "$layout")
+  return 0
+}
+
+# Compressed size of an image: its manifest, config and layers as stored (and sent to a registry).
+image_size() {
+  local manifest
+  manifest=$(jq -r --arg tag "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $tag) | .digest' \
+    "$layout/index.json")
+  jq '[.config.size, (.layers[].size)] | add' "$layout/blobs/sha256/${manifest#sha256:}" | numfmt --to=iec --suffix=B
+}
+
+build_all() {
+  mkdir -p "$cache"
+  exec 9>"$cache/build.lock"
+  flock 9
+  build_base
+  local name tag
+  declare -gA tags=()
+  for name in "${images[@]}"; do
+    load_recipe "$name"
+    tag=$(image_tag "$name")
+    if has_tag "$tag"; then
+      say "$name: cached ($tag)"
+    else
+      build_image "$name" "$tag"
+      say "$name: built $tag"
+    fi
+    prune_tags "$name" "$tag"
+    tags[$name]=$tag
+  done
+  prune_tags base "$base_tag"
+  umoci gc --layout "$layout"
+  flock -u 9
+}
+
+registry_pid() {
+  local pid
+  [[ -f $registry_dir/registry.pid ]] || return 1
+  pid=$(cat "$registry_dir/registry.pid")
+  [[ -r /proc/$pid/cmdline && $(tr '\0' ' ' <"/proc/$pid/cmdline") == *docker-registry* ]] && printf '%s\n' "$pid"
+}
+
+registry_up() { curl -fs --max-time 2 -o /dev/null "http://$registry/v2/" 2>/dev/null; }
+
+start_registry() {
+  local pid
+  mkdir -p "$registry_dir/storage"
+  exec 8>"$registry_dir/start.lock"
+  flock 8
+  if registry_up; then
+    if pid=$(registry_pid); then
+      say "registry: running at $registry (pid $pid)"
+    else
+      say "registry: using the registry that already answers at $registry"
+    fi
+    return
+  fi
+  cat >"$registry_dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $registry_dir/storage
+  delete:
+    enabled: true
+http:
+  addr: $registry
+EOF
+  say "registry: starting docker-registry at $registry (storage $registry_dir/storage, log $registry_dir/registry.log)"
+  setsid docker-registry serve "$registry_dir/config.yml" >>"$registry_dir/registry.log" 2>&1 </dev/null &
+  echo $! >"$registry_dir/registry.pid"
+  local deadline=$((SECONDS + 15))
+  until registry_up; do
+    if ! kill -0 "$(cat "$registry_dir/registry.pid")" 2>/dev/null; then
+      tail -n 5 "$registry_dir/registry.log" >&2
+      die "docker-registry exited (is $registry taken? set BERTH_REGISTRY)"
+    fi
+    ((SECONDS < deadline)) || die "docker-registry did not answer at $registry within 15 s"
+    sleep 0.2
+  done
+  flock -u 8
+}
+
+stop_registry() {
+  local pid
+  if pid=$(registry_pid); then
+    kill "$pid"
+    say "registry: stopped (pid $pid)"
+  else
+    say "registry: not running"
+  fi
+  rm -f "$registry_dir/registry.pid"
+}
+
+push_all() {
+  local name digest
+  for name in "${images[@]}"; do
+    load_recipe "$name"
+    skopeo copy --quiet --dest-tls-verify=false "oci:$layout:${tags[$name]}" "docker://$registry/$REF"
+    digest=$(skopeo inspect --raw --tls-verify=false "docker://$registry/$REF" | sha256sum | cut -d' ' -f1)
+    say "$name: $registry/$REF ($(image_size "${tags[$name]}"), sha256:${digest:0:12})"
+  done
+}
+
+command=${1:-all}
+case $command in
+  all)
+    start=$SECONDS
+    install_tools
+    build_all
+    start_registry
+    push_all
+    say "done in $((SECONDS - start)) s; the registry keeps running (stop it with: scripts/images.sh stop)"
+    ;;
+  build)
+    install_tools
+    build_all
+    for name in "${images[@]}"; do
+      say "$name: oci:$layout:${tags[$name]} ($(image_size "${tags[$name]}"))"
+    done
+    ;;
+  stop) stop_registry ;;
+  *) die "unknown command $command (all | build | stop)" ;;
+esac
