@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
 KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
 
-.PHONY: up down test deps build crds lint bench bench-apiserver bench-runtime
+.PHONY: up down test deps build images crds lint bench bench-apiserver bench-runtime
 
 deps:
 	@scripts/deps.sh
@@ -15,7 +15,11 @@ deps:
 build: deps
 	cargo build --release -p berth
 
-up: build
+# The demo images (PostgreSQL, Redis, the Flask app) from Debian packages, served on 127.0.0.1:5000; cached.
+images:
+	@scripts/images.sh
+
+up: build images
 	@scripts/up.sh "$(BERTH)" "$(DATA_DIR)" "$(LISTEN)"
 
 down:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts berth in the background (once), applies the Stack CRD and the demo Stack, and says how to use it.
+# Starts berth in the background (once), applies the Stack CRD and the demo Stack (its images come from
+# `make images`), waits until the Stack is Ready, and says how to use it.
 set -euo pipefail
 berth=$1 data_dir=$2 listen=$3
 pidfile=$data_dir/berth.pid
@@ -25,11 +26,31 @@ kubectl apply -f crds/
 kubectl wait --for=condition=Established crd/stacks.berth.dev --timeout=30s
 kubectl apply -f config/samples/stack.yaml
 
+# The first start pulls the images and initializes the database.
+timeout=${BERTH_UP_TIMEOUT:-300s}
+echo "waiting up to $timeout for stack/demo to be Ready"
+if ! kubectl wait --for=condition=Ready stack/demo --timeout="$timeout"; then
+  kubectl get stack demo -o wide >&2 || true
+  kubectl get pods -o wide >&2 || true
+  cat >&2 <<MSG
+stack/demo is not Ready yet. See why with:
+  export KUBECONFIG=$KUBECONFIG
+  kubectl describe stack demo
+  kubectl get events --sort-by=.lastTimestamp
+berth's own log: $log
+MSG
+  exit 1
+fi
+
 cat <<MSG
 
-berth is up (log: $log). Point kubectl at it:
+The demo stack is up: http://127.0.0.1:5500 (berth's log: $log). Point kubectl at it:
   export KUBECONFIG=$KUBECONFIG
   kubectl get stacks
-  kubectl get stack demo -o yaml
-Stop it with: make down
+  kubectl get pods
+  kubectl logs -f -l berth.dev/stack=demo,berth.dev/component=app
+  kubectl exec -it \$(kubectl get pod -o name -l berth.dev/stack=demo,berth.dev/component=database) -- psql -U demo demo
+Variants: scripts/dev.sh (source mounted from examples/flask-app, Flask's reloader) or
+  kubectl apply -k config/samples/prod (gunicorn).
+Stop berth and every container it started with: make down
 MSG
