@@ -228,10 +228,13 @@ impl Ctx {
             "application/json" | "" | "*/*" => serde_json::from_slice(&self.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?,
             // No maintained Rust crate decodes Kubernetes protobuf yet (see the README); say what works instead.
+            // No answer makes client-go retry in JSON: its 415 fallback is for CBOR only, and a request's body
+            // is encoded once (e2e/tests/protobuf.rs pins what each kubectl version does).
             "application/vnd.kubernetes.protobuf" => {
                 return Err(ApiError::unsupported_media_type(
-                    "berth does not accept protobuf request bodies (imperative commands such as `kubectl create \
-                     configmap|secret|namespace|deployment` send them); accepted media types include: \
+                    "berth does not accept protobuf request bodies (client-go 0.32 and later, in kubectl 1.32 and \
+                     later and Helm 3.17 and later, sends them for built-in kinds, as in `kubectl create \
+                     configmap|secret|namespace|deployment` and Helm's release records); accepted media types include: \
                      application/json, application/yaml. Use `kubectl create ... --dry-run=client -o yaml | \
                      kubectl apply -f -` or `kubectl apply -f FILE` instead",
                 ));
