@@ -37,6 +37,23 @@ struct UpArgs {
     /// How long a node's Lease may go unrenewed before the node turns NotReady (Ready=Unknown).
     #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
     node_lease_grace: Duration,
+    /// The name of this machine's Node (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+}
+
+/// `berth agent`: the node agent alone, against any Kubernetes API server.
+#[derive(clap::Args, Clone)]
+struct AgentArgs {
+    /// The kubeconfig to use; without it: $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Where the agent keeps images, container state and logs.
+    #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The name of this machine's Node (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
 }
 
 /// `berth controller`: where the API is, and how this replica runs.
@@ -65,6 +82,13 @@ enum Command {
     Apiserver(ServerArgs),
     /// Run the Stack controller alone, against any Kubernetes API server.
     Controller(ControllerArgs),
+    /// Run the node agent alone: register this machine as a Node and run the Pods bound to it.
+    Agent(AgentArgs),
+    /// Stop what `berth up` started on a data directory: the `berth up` process and every container.
+    Down {
+        #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Print the Stack CustomResourceDefinition as YAML.
     Crd,
     /// Print the admin kubeconfig of a data directory.
@@ -175,16 +199,69 @@ fn main() -> Result<()> {
         Command::Up(args) => serve(args.server.clone(), Some(args)),
         Command::Apiserver(args) => serve(args, None),
         Command::Controller(args) => controller(args),
+        Command::Agent(args) => agent(args),
+        Command::Down { data_dir } => down(&data_dir),
     }
 }
 
-fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// `berth agent`: the kubelet alone, until Ctrl-C or SIGTERM; containers keep running after it stops.
+fn agent(args: AgentArgs) -> Result<()> {
+    init_tracing();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let client = match &args.kubeconfig {
+            Some(path) => client_from_kubeconfig(path).await?,
+            None => kube::Client::try_default()
+                .await
+                .context("finding the Kubernetes API: pass --kubeconfig")?,
+        };
+        let node = args
+            .node_name
+            .unwrap_or_else(berth_agent::kubelet::default_node_name);
+        let config = berth_agent::kubelet::Config::new(args.data_dir, node);
+        berth_agent::kubelet::run(client, config, interrupted()).await?;
+        Ok(())
+    })
+}
+
+/// `berth down`: stops `berth up` on the data directory, then removes every container it ran.
+fn down(data_dir: &Path) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(berth_agent::kubelet::down(data_dir))?;
+    if let Some(pid) = report.stopped_pid {
+        eprintln!("berth: stopped berth up (pid {pid})");
+    }
+    eprintln!("berth: removed {} containers", report.removed_containers);
+    Ok(())
+}
+
+fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
+    init_tracing();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let running = berth_apiserver::start(berth_apiserver::Config {
@@ -207,11 +284,15 @@ fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
             Some(_) => Some(start_controller(&running.kubeconfig, controller_stopped).await?),
             None => None,
         };
+        let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut agent = match &up {
+            Some(up) => Some(start_agent(&running.kubeconfig, up, agent_stopped).await?),
+            None => None,
+        };
         tokio::select! {
             result = running.serve => result.context("the API server stopped")?,
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("waiting for Ctrl-C")?;
-                eprintln!("berth: stopping the control plane and the API server");
+            () = interrupted() => {
+                eprintln!("berth: stopping the agent, the control plane and the API server (containers keep running)");
             }
             ended = async {
                 match control_plane.as_mut() {
@@ -229,6 +310,18 @@ fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
             } => {
                 ended.context("the Stack controller panicked")?.context("the Stack controller stopped")?;
             }
+            ended = async {
+                match agent.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                ended.context("the node agent panicked")?.context("the node agent stopped")?;
+            }
+        }
+        let _ = stop_agent.send(());
+        if let Some(task) = agent {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         // The control plane gives its leader Lease up while the API server still answers.
         let _ = stop.send(());
@@ -266,6 +359,29 @@ async fn start_control_plane(
     }))
 }
 
+/// Starts the node agent as a client of the API server that just started, until `stopped` fires. Its
+/// containers live under the same data directory and survive the agent.
+async fn start_agent(
+    kubeconfig: &Path,
+    up: &UpArgs,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::task::JoinHandle<Result<(), berth_agent::kubelet::Error>>> {
+    let client = client_from_kubeconfig(kubeconfig).await?;
+    let data_dir = up.server.data_dir.clone();
+    berth_agent::kubelet::write_pid_file(&data_dir)?;
+    let node = up
+        .node_name
+        .clone()
+        .unwrap_or_else(berth_agent::kubelet::default_node_name);
+    let config = berth_agent::kubelet::Config::new(data_dir, node);
+    Ok(tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        berth_agent::kubelet::run(client, config, shutdown).await
+    }))
+}
+
 /// Starts the Stack controller as a client of the API server that just started, until `stopped` fires.
 async fn start_controller(
     kubeconfig: &Path,
@@ -293,12 +409,7 @@ async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
 
 /// `berth controller`: the Stack controller alone, until Ctrl-C or SIGTERM.
 fn controller(args: ControllerArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let client = match &args.kubeconfig {
@@ -315,21 +426,7 @@ fn controller(args: ControllerArgs) -> Result<()> {
             }),
             ..berth_controller::Config::default()
         };
-        let shutdown = async {
-            let terminate = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut signal) => {
-                        signal.recv().await;
-                    }
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = terminate => {}
-            }
-        };
-        berth_controller::run(client, config, shutdown).await?;
+        berth_controller::run(client, config, interrupted()).await?;
         Ok(())
     })
 }

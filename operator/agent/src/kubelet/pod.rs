@@ -1,0 +1,1191 @@
+//! One Pod's worker: level-triggered, it compares what the Pod asks for with what runs and takes the next
+//! step — the sandbox (network namespace), init containers in order, then the containers, restarts with
+//! backoff — and writes the status when it changed. It wakes when the Pod changes, when a container exits,
+//! when a backoff ends, and every [`RESYNC`]. Deleting the Pod stops its containers gracefully, removes all it
+//! had on the node and then the Pod object.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStatus, ObjectReference, Pod, PodStatus, Secret,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::Context;
+use super::backoff::Backoff;
+use super::container::{self, Placement};
+use super::env::{self, Sources};
+use super::record::{self, Record};
+use super::status::{self, Inputs};
+use crate::image::{Credentials, Image, PullPolicy, no_progress};
+use crate::runtime::{self, ExitStatus, Status, netns};
+
+/// A Pod is looked at again at least this often (a missed exit, a Secret that appeared).
+const RESYNC: Duration = Duration::from_secs(10);
+/// How long a preStop hook may run at most, whatever the grace period.
+const DEFAULT_GRACE: i64 = 30;
+
+/// One container of the Pod and what the worker knows about it.
+struct Slot {
+    name: String,
+    init: bool,
+    index: usize,
+    /// The latest attempt, once there was one.
+    record: Option<Record>,
+    /// How the latest attempt ended, once it did.
+    exit: Option<ExitStatus>,
+    started_at: Option<jiff::Timestamp>,
+    running: bool,
+    /// Why it is not running, when it is not (ContainerCreating, ErrImagePull, CrashLoopBackOff...).
+    waiting: Option<(String, Option<String>)>,
+    backoff: Backoff,
+    pull_backoff: Backoff,
+    pull_failed_at: Option<Instant>,
+    announced_backoff: bool,
+}
+
+impl Slot {
+    fn new(name: &str, init: bool, index: usize) -> Slot {
+        Slot {
+            name: name.to_owned(),
+            init,
+            index,
+            record: None,
+            exit: None,
+            started_at: None,
+            running: false,
+            waiting: None,
+            backoff: Backoff::default(),
+            pull_backoff: Backoff::default(),
+            pull_failed_at: None,
+            announced_backoff: false,
+        }
+    }
+
+    fn field_path(&self) -> String {
+        let list = if self.init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        format!("spec.{list}{{{}}}", self.name)
+    }
+
+    fn succeeded(&self) -> bool {
+        self.exit.as_ref().is_some_and(|e| e.code == 0)
+    }
+}
+
+pub(super) struct Worker {
+    ctx: Arc<Context>,
+    uid: String,
+    updates: watch::Receiver<Option<Arc<Pod>>>,
+    pod: Arc<Pod>,
+    netns: Option<PathBuf>,
+    pod_ip: Option<String>,
+    slots: Vec<Slot>,
+    exits: mpsc::UnboundedReceiver<()>,
+    exit_sender: mpsc::UnboundedSender<()>,
+    written: Option<PodStatus>,
+    start_time: Option<Time>,
+    wake_at: Option<Instant>,
+}
+
+impl Worker {
+    pub(super) fn spawn(
+        ctx: Arc<Context>,
+        uid: String,
+        mut updates: watch::Receiver<Option<Arc<Pod>>>,
+    ) {
+        let Some(pod) = updates.borrow_and_update().clone() else {
+            return;
+        };
+        let span = tracing::info_span!(
+            "pod",
+            pod = %format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default())
+        );
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut slots: Vec<Slot> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| Slot::new(&c.name, true, i))
+            .collect();
+        slots.extend(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Slot::new(&c.name, false, i)),
+        );
+        let (exit_sender, exits) = mpsc::unbounded_channel();
+        let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
+        let worker = Worker {
+            ctx,
+            uid,
+            updates,
+            pod,
+            netns: None,
+            pod_ip: None,
+            slots,
+            exits,
+            exit_sender,
+            written: None,
+            start_time,
+            wake_at: None,
+        };
+        tokio::spawn(tracing::Instrument::instrument(worker.run(), span));
+    }
+
+    async fn run(mut self) {
+        self.adopt().await;
+        loop {
+            let latest = self.updates.borrow_and_update().clone();
+            match latest {
+                None => {
+                    // Gone from the API (force-deleted, or while the agent was away): nothing to report to.
+                    self.stop_all(0).await;
+                    purge(&self.ctx, &self.uid).await;
+                    break;
+                }
+                Some(pod) => {
+                    self.pod = pod;
+                    if self.pod.metadata.deletion_timestamp.is_some() {
+                        if self.terminate().await {
+                            break;
+                        }
+                    } else {
+                        self.sync().await;
+                        self.write_status().await;
+                    }
+                }
+            }
+            let wake = self
+                .wake_at
+                .take()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + RESYNC);
+            tokio::select! {
+                changed = self.updates.changed() => if changed.is_err() {
+                    // The agent is stopping: containers stay as they are.
+                    return;
+                },
+                _ = self.exits.recv() => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        self.ctx.finish(&self.uid);
+    }
+
+    fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn spec_of(&self, slot: &Slot) -> Option<Container> {
+        let spec = self.pod.spec.as_ref()?;
+        if slot.init {
+            spec.init_containers.as_ref()?.get(slot.index).cloned()
+        } else {
+            spec.containers.get(slot.index).cloned()
+        }
+    }
+
+    fn restart_policy(&self) -> String {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    /// Picks up what a previous agent left: the records of this Pod and the state of their containers.
+    async fn adopt(&mut self) {
+        let records = match self.ctx.layout.read(&self.uid) {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the Pod's records");
+                Vec::new()
+            }
+        };
+        let netns = self
+            .ctx
+            .layout
+            .netns_dir()
+            .join(record::compact_uid(&self.uid));
+        if netns.exists() {
+            self.netns = Some(netns);
+        }
+        for record in records {
+            let Some(slot) = self
+                .slots
+                .iter_mut()
+                .find(|s| s.name == record.container && s.init == record.init)
+            else {
+                continue;
+            };
+            match self.ctx.runtime.state(&record.id).await {
+                Ok(state) => {
+                    slot.started_at = state.handle.as_ref().map(|h| h.started_at);
+                    match state.status {
+                        Status::Running | Status::Creating => {
+                            slot.running = true;
+                            watch_exit(&self.ctx, &record.id, self.exit_sender.clone());
+                            tracing::info!(container = %record.container, id = %record.id, "re-adopted");
+                        }
+                        Status::Exited(exit) => slot.exit = Some(exit),
+                        Status::Unknown(reason) => slot.exit = Some(lost_exit(&reason)),
+                    }
+                }
+                // Its create never finished: the attempt is tried again.
+                Err(runtime::Error::NotFound(_)) => {}
+                Err(err) => {
+                    tracing::warn!(id = %record.id, error = %err, "reading a container's state")
+                }
+            }
+            slot.record = Some(record);
+        }
+        if self.start_time.is_none() && self.slots.iter().any(|s| s.record.is_some()) {
+            self.start_time = Some(Time(Timestamp::now()));
+        }
+    }
+
+    /// One pass: the sandbox, then init containers in order, then the containers.
+    async fn sync(&mut self) {
+        if self.start_time.is_none() {
+            self.start_time = Some(Time(Timestamp::now()));
+        }
+        self.refresh().await;
+        if !self.ensure_sandbox().await {
+            return;
+        }
+        let policy = self.restart_policy();
+        let init_count = self.slots.iter().filter(|s| s.init).count();
+        for i in 0..init_count {
+            if self.slots[i].succeeded() {
+                continue;
+            }
+            if self.slots[i].running {
+                return;
+            }
+            if self.slots[i].exit.is_some() {
+                // A failed init container: with Never the Pod has failed.
+                if policy != "Never" {
+                    self.restart(i).await;
+                }
+                return;
+            }
+            self.start(i).await;
+            return;
+        }
+        if self.finished(&policy) {
+            return;
+        }
+        for i in init_count..self.slots.len() {
+            let slot = &self.slots[i];
+            if slot.running {
+                continue;
+            }
+            match &slot.exit {
+                Some(exit) => {
+                    let again = match policy.as_str() {
+                        "Always" => true,
+                        "OnFailure" => exit.code != 0,
+                        _ => false,
+                    };
+                    if again {
+                        self.restart(i).await;
+                    }
+                }
+                None => self.start(i).await,
+            }
+        }
+    }
+
+    /// With Never or OnFailure, a Pod whose containers have all ended as the policy accepts is done.
+    fn finished(&self, policy: &str) -> bool {
+        let main = || self.slots.iter().filter(|s| !s.init);
+        match policy {
+            "Never" => main().all(|s| s.exit.is_some()),
+            "OnFailure" => main().all(|s| s.succeeded()),
+            _ => false,
+        }
+    }
+
+    /// Reads how each running container is doing (exits are noticed here, woken by the exit watchers).
+    async fn refresh(&mut self) {
+        for slot in &mut self.slots {
+            let Some(record) = &slot.record else {
+                continue;
+            };
+            if !slot.running {
+                continue;
+            }
+            match self.ctx.runtime.state(&record.id).await {
+                Ok(state) => match state.status {
+                    Status::Running | Status::Creating => {}
+                    Status::Exited(exit) => {
+                        slot.running = false;
+                        slot.exit = Some(exit);
+                    }
+                    Status::Unknown(reason) => {
+                        slot.running = false;
+                        slot.exit = Some(lost_exit(&reason));
+                    }
+                },
+                Err(runtime::Error::NotFound(_)) => {
+                    slot.running = false;
+                    slot.exit = Some(lost_exit("the container disappeared"));
+                }
+                Err(err) => {
+                    tracing::warn!(id = %record.id, error = %err, "reading a container's state")
+                }
+            }
+        }
+    }
+
+    /// The Pod's network namespace. Networking plugs in here: once `crate::net` attaches the namespace to
+    /// the node's bridge, its address becomes the Pod IP; until then the Pod has loopback only and no podIP.
+    async fn ensure_sandbox(&mut self) -> bool {
+        if self.netns.is_some() {
+            return true;
+        }
+        let dir = self.ctx.layout.netns_dir();
+        let name = record::compact_uid(&self.uid);
+        let made = tokio::task::spawn_blocking(move || netns::create(&dir, &name)).await;
+        match made {
+            Ok(Ok(path)) => {
+                self.netns = Some(path);
+                true
+            }
+            Ok(Err(err)) => {
+                self.event(
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    None,
+                    format!("Failed to create pod sandbox: {err}"),
+                )
+                .await;
+                false
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "creating the network namespace panicked");
+                false
+            }
+        }
+    }
+
+    /// Restarts slot `i` once its backoff allows, or reports CrashLoopBackOff until then.
+    async fn restart(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let Some(exit) = slot.exit.clone() else {
+            return;
+        };
+        let ran = slot
+            .started_at
+            .map(|s| exit.finished_at.duration_since(s).unsigned_abs())
+            .unwrap_or_default();
+        let ago = Timestamp::now()
+            .duration_since(exit.finished_at)
+            .unsigned_abs();
+        let failed_at = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+        let retry_at = slot.backoff.retry_at(failed_at, ran);
+        if Instant::now() < retry_at {
+            let delay = slot.backoff.delay();
+            let message = format!(
+                "back-off {} restarting failed container={} pod={}_{}({})",
+                humanize(delay),
+                slot.name,
+                self.pod.metadata.name.as_deref().unwrap_or_default(),
+                self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+                self.uid
+            );
+            slot.waiting = Some(("CrashLoopBackOff".into(), Some(message)));
+            self.wake_at = Some(self.wake_at.map_or(retry_at, |w| w.min(retry_at)));
+            if !self.slots[i].announced_backoff {
+                self.slots[i].announced_backoff = true;
+                let field = self.slots[i].field_path();
+                let note = format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    self.slots[i].name,
+                    self.name(),
+                    self.namespace(),
+                    self.uid
+                );
+                self.event(EventType::Warning, "BackOff", Some(field), note)
+                    .await;
+            }
+            return;
+        }
+        slot.backoff.retried();
+        slot.announced_backoff = false;
+        self.start(i).await;
+    }
+
+    /// Starts the next attempt of slot `i`: image, environment, config, runtime.
+    async fn start(&mut self, i: usize) {
+        let Some(spec) = self.spec_of(&self.slots[i]) else {
+            return;
+        };
+        let field = self.slots[i].field_path();
+        let image_name = spec.image.clone().unwrap_or_default();
+        // The previous attempt's end becomes lastState; its runtime container goes (its log stays).
+        let (restart_count, last_state) = match (&self.slots[i].record, &self.slots[i].exit) {
+            (Some(record), Some(exit)) => (
+                record.restart_count + 1,
+                Some(terminated_state(exit, self.slots[i].started_at, &record.id)),
+            ),
+            (Some(record), None) => (record.restart_count, record.last_state.clone()),
+            (None, _) => (0, None),
+        };
+        if let (Some(record), Some(_)) = (&self.slots[i].record, &self.slots[i].exit) {
+            match self.ctx.runtime.remove(&record.id).await {
+                Ok(()) | Err(runtime::Error::NotFound(_)) => {}
+                Err(err) => {
+                    tracing::warn!(id = %record.id, error = %err, "removing the previous attempt")
+                }
+            }
+        }
+        if self.slots[i].waiting.is_none() || self.slots[i].exit.is_some() {
+            self.slots[i].waiting = Some(("ContainerCreating".into(), None));
+            self.write_status().await;
+        }
+
+        let image = match self.pull(i, &spec, &image_name, &field).await {
+            Some(image) => image,
+            None => return,
+        };
+        let id = record::container_id(
+            &self.uid,
+            self.slots[i].init,
+            self.slots[i].index,
+            restart_count,
+        );
+        let log_path = self.ctx.layout.log_path(
+            self.namespace(),
+            self.name(),
+            &self.uid,
+            &spec.name,
+            restart_count,
+        );
+        let config = match self
+            .container_config(&spec, &image, &id, log_path.clone())
+            .await
+        {
+            Ok(config) => config,
+            Err(message) => {
+                self.slots[i].waiting =
+                    Some(("CreateContainerConfigError".into(), Some(message.clone())));
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    Some(field),
+                    format!("Error: {message}"),
+                )
+                .await;
+                return;
+            }
+        };
+        let record = Record {
+            namespace: self.namespace().to_owned(),
+            pod: self.name().to_owned(),
+            uid: self.uid.clone(),
+            container: spec.name.clone(),
+            init: self.slots[i].init,
+            id: id.clone(),
+            restart_count,
+            image: image_name.clone(),
+            image_id: image_id(&image),
+            log_path,
+            last_state,
+        };
+        if let Err(err) = self.ctx.layout.write(&record) {
+            let message = format!("recording the container: {err}");
+            self.slots[i].waiting = Some(("CreateContainerError".into(), Some(message)));
+            return;
+        }
+        let slot = &mut self.slots[i];
+        slot.record = Some(record);
+        slot.exit = None;
+        slot.running = false;
+        match self.ctx.runtime.create(config).await {
+            Ok(handle) => {
+                let slot = &mut self.slots[i];
+                slot.running = true;
+                slot.started_at = Some(handle.started_at);
+                slot.waiting = None;
+                watch_exit(&self.ctx, &id, self.exit_sender.clone());
+                self.event(
+                    EventType::Normal,
+                    "Created",
+                    Some(field.clone()),
+                    format!("Created container {}", spec.name),
+                )
+                .await;
+                self.event(
+                    EventType::Normal,
+                    "Started",
+                    Some(field),
+                    format!("Started container {}", spec.name),
+                )
+                .await;
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let slot = &mut self.slots[i];
+                // Counted as a failed run, so that the restart backoff applies.
+                slot.exit = Some(ExitStatus {
+                    code: 128,
+                    signal: None,
+                    oom_killed: false,
+                    finished_at: jiff::Timestamp::now(),
+                });
+                slot.started_at = Some(jiff::Timestamp::now());
+                slot.waiting = Some(("RunContainerError".into(), Some(message.clone())));
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    Some(field),
+                    format!("Error: {message}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// The image of slot `i`, pulled as its policy says; ErrImagePull then ImagePullBackOff on failure.
+    async fn pull(
+        &mut self,
+        i: usize,
+        spec: &Container,
+        image_name: &str,
+        field: &str,
+    ) -> Option<Image> {
+        if let Some(failed_at) = self.slots[i].pull_failed_at {
+            let retry_at = self.slots[i]
+                .pull_backoff
+                .retry_at(failed_at, Duration::ZERO);
+            if Instant::now() < retry_at {
+                let message = format!("Back-off pulling image \"{image_name}\"");
+                self.slots[i].waiting = Some(("ImagePullBackOff".into(), Some(message.clone())));
+                self.wake_at = Some(self.wake_at.map_or(retry_at, |w| w.min(retry_at)));
+                self.event(
+                    EventType::Normal,
+                    "BackOff",
+                    Some(field.to_owned()),
+                    message,
+                )
+                .await;
+                return None;
+            }
+            self.slots[i].pull_backoff.retried();
+        }
+        let policy = match PullPolicy::for_container(spec.image_pull_policy.as_deref(), image_name)
+        {
+            Ok(policy) => policy,
+            Err(err) => {
+                self.slots[i].waiting = Some(("InvalidImageName".into(), Some(err.to_string())));
+                return None;
+            }
+        };
+        let credentials = self.credentials().await;
+        let present = self.ctx.images.resolve(image_name).ok().flatten();
+        let pulling = present.is_none() || policy == PullPolicy::Always;
+        if pulling && policy != PullPolicy::Never {
+            self.event(
+                EventType::Normal,
+                "Pulling",
+                Some(field.to_owned()),
+                format!("Pulling image \"{image_name}\""),
+            )
+            .await;
+        }
+        let began = Instant::now();
+        match self
+            .ctx
+            .images
+            .ensure(image_name, policy, &credentials, &no_progress)
+            .await
+        {
+            Ok(image) => {
+                self.slots[i].pull_failed_at = None;
+                self.slots[i].pull_backoff = Backoff::default();
+                let note = if pulling {
+                    format!(
+                        "Successfully pulled image \"{image_name}\" in {:.3}s",
+                        began.elapsed().as_secs_f64()
+                    )
+                } else {
+                    format!("Container image \"{image_name}\" already present on machine")
+                };
+                self.event(EventType::Normal, "Pulled", Some(field.to_owned()), note)
+                    .await;
+                Some(image)
+            }
+            Err(err) => {
+                let reason = err.kube_reason();
+                let message = format!("Failed to pull image \"{image_name}\": {err}");
+                self.slots[i].waiting = Some((reason.into(), Some(message.clone())));
+                self.slots[i].pull_failed_at = Some(Instant::now());
+                let retry_at = self.slots[i]
+                    .pull_backoff
+                    .retry_at(Instant::now(), Duration::ZERO);
+                self.wake_at = Some(self.wake_at.map_or(retry_at, |w| w.min(retry_at)));
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    Some(field.to_owned()),
+                    message,
+                )
+                .await;
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    Some(field.to_owned()),
+                    format!("Error: {reason}"),
+                )
+                .await;
+                None
+            }
+        }
+    }
+
+    /// The Pod's imagePullSecrets as registry credentials; a missing or bad one is skipped, as upstream.
+    async fn credentials(&self) -> Credentials {
+        let mut credentials = Credentials::none();
+        let names = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace());
+        for name in names {
+            let secret = match api.get_opt(&name.name).await {
+                Ok(Some(secret)) => secret,
+                Ok(None) => {
+                    tracing::warn!(secret = %name.name, "imagePullSecret not found; pulling without it");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(secret = %name.name, error = %err, "reading an imagePullSecret");
+                    continue;
+                }
+            };
+            let data = secret.data.unwrap_or_default();
+            let json = data
+                .get(".dockerconfigjson")
+                .or_else(|| data.get(".dockercfg"));
+            if let Some(json) = json
+                && let Err(err) = credentials.add_docker_config(&json.0)
+            {
+                tracing::warn!(secret = %name.name, error = %err, "an imagePullSecret is not docker config JSON");
+            }
+        }
+        credentials
+    }
+
+    /// Environment (with the Secrets and ConfigMaps it names) and the runtime config.
+    async fn container_config(
+        &self,
+        spec: &Container,
+        image: &Image,
+        id: &str,
+        log_path: PathBuf,
+    ) -> Result<runtime::ContainerConfig, String> {
+        let refs = env::references(&[spec]);
+        let mut sources = Sources {
+            pod_ip: self.pod_ip.clone(),
+            host_ip: self.ctx.host_ip.clone(),
+            node_cpu_milli: self.ctx.machine.cpu_milli(),
+            node_memory: i128::from(self.ctx.machine.memory_bytes),
+            ..Sources::default()
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), self.namespace());
+        for name in refs.secrets {
+            match secrets.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    sources.secrets.insert(name, secret);
+                }
+                Ok(None) => {}
+                Err(err) => return Err(format!("reading secret \"{name}\": {err}")),
+            }
+        }
+        let maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), self.namespace());
+        for name in refs.config_maps {
+            match maps.get_opt(&name).await {
+                Ok(Some(map)) => {
+                    sources.config_maps.insert(name, map);
+                }
+                Ok(None) => {}
+                Err(err) => return Err(format!("reading configmap \"{name}\": {err}")),
+            }
+        }
+        let environment = env::resolve(&self.pod, spec, &sources).map_err(|e| e.to_string())?;
+        if spec.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(
+                "volumeMounts are not supported by this agent yet (volumes are being added)".into(),
+            );
+        }
+        container::config(
+            &self.pod,
+            spec,
+            image,
+            Placement {
+                id: id.to_owned(),
+                netns: self.netns.clone(),
+                log_path,
+                env: environment,
+                mounts: Vec::new(),
+                pids_limit: self.ctx.pids_limit,
+            },
+        )
+    }
+
+    /// The status from the slots; written through `pods/status` when it differs from the last one written.
+    async fn write_status(&mut self) {
+        let init_waiting = self.slots.iter().any(|s| s.init && !s.succeeded());
+        let statuses: Vec<ContainerStatus> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let image = self.spec_of(slot).and_then(|c| c.image).unwrap_or_default();
+                container_status(slot, image, init_waiting)
+            })
+            .collect();
+        let (init, containers): (Vec<_>, Vec<_>) = statuses
+            .into_iter()
+            .zip(self.slots.iter().map(|s| s.init))
+            .partition(|(_, init)| *init);
+        let init: Vec<ContainerStatus> = init.into_iter().map(|(s, _)| s).collect();
+        let containers: Vec<ContainerStatus> = containers.into_iter().map(|(s, _)| s).collect();
+        let policy = self.restart_policy();
+        let previous = self.pod.status.clone();
+        let inputs = Inputs {
+            restart_policy: &policy,
+            init: &init,
+            containers: &containers,
+            sandbox_ready: self.netns.is_some(),
+            pod_ip: self.pod_ip.clone(),
+            host_ip: self.ctx.host_ip.clone(),
+            start_time: self.start_time.clone(),
+            previous: previous.as_ref(),
+        };
+        let status = status::pod_status(&inputs, Timestamp::now());
+        if self.written.as_ref() == Some(&status) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
+        let patch = json!({"status": status});
+        match api
+            .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(pod) => {
+                self.pod = Arc::new(pod);
+                self.written = Some(status);
+            }
+            Err(err) => tracing::warn!(error = %err, "writing the Pod status"),
+        }
+    }
+
+    /// The Pod is being deleted: stop everything gracefully, clean up, then delete the object. True once done.
+    async fn terminate(&mut self) -> bool {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(DEFAULT_GRACE);
+        self.stop_all(grace).await;
+        purge(&self.ctx, &self.uid).await;
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(self.name(), &params).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "deleting the Pod object; retrying");
+                false
+            }
+        }
+    }
+
+    /// Stops every running container at once: preStop hook, SIGTERM, the grace period, SIGKILL.
+    async fn stop_all(&mut self, grace: i64) {
+        let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        let mut stops = Vec::new();
+        for slot in &self.slots {
+            let (Some(record), true) = (&slot.record, slot.running) else {
+                continue;
+            };
+            let pre_stop = self
+                .spec_of(slot)
+                .and_then(|c| c.lifecycle)
+                .and_then(|l| l.pre_stop)
+                .and_then(|h| h.exec)
+                .and_then(|e| e.command);
+            let field = slot.field_path();
+            let name = slot.name.clone();
+            self.event(
+                EventType::Normal,
+                "Killing",
+                Some(field),
+                format!("Stopping container {name}"),
+            )
+            .await;
+            let runtime = self.ctx.runtime.clone();
+            let id = record.id.clone();
+            stops.push(async move { stop_container(&runtime, &id, pre_stop, grace).await });
+        }
+        futures::future::join_all(stops).await;
+        for slot in &mut self.slots {
+            slot.running = false;
+        }
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, field: Option<String>, note: String) {
+        let mut reference: ObjectReference = self.pod.object_ref(&());
+        reference.field_path = field;
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.ctx.recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %err, reason, "publishing an event");
+        }
+    }
+}
+
+/// preStop (within the grace period), then the runtime's SIGTERM, rest of the grace period, SIGKILL.
+async fn stop_container(
+    runtime: &runtime::Runtime,
+    id: &str,
+    pre_stop: Option<Vec<String>>,
+    grace: Duration,
+) {
+    let began = Instant::now();
+    if let Some(command) = pre_stop.filter(|c| !c.is_empty()) {
+        let hook = async {
+            match runtime.exec(id, command, false).await {
+                Ok(process) => {
+                    let _ = process.wait().await;
+                }
+                Err(err) => tracing::warn!(%id, error = %err, "preStop hook"),
+            }
+        };
+        if tokio::time::timeout(grace, hook).await.is_err() {
+            tracing::warn!(%id, "preStop hook still running at the end of the grace period");
+        }
+    }
+    let left = grace.saturating_sub(began.elapsed());
+    match runtime.stop(id, left).await {
+        Ok(_) | Err(runtime::Error::NotFound(_)) | Err(runtime::Error::NotRunning(_)) => {}
+        Err(err) => tracing::warn!(%id, error = %err, "stopping a container"),
+    }
+}
+
+/// Wakes the worker when the container exits.
+fn watch_exit(ctx: &Arc<Context>, id: &str, wake: mpsc::UnboundedSender<()>) {
+    let runtime = ctx.runtime.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        let _ = runtime.wait(&id).await;
+        let _ = wake.send(());
+    });
+}
+
+/// A shim that died without recording the exit: reported as an error exit.
+fn lost_exit(reason: &str) -> ExitStatus {
+    tracing::warn!(reason, "a container's shim is gone without an exit record");
+    ExitStatus {
+        code: 255,
+        signal: None,
+        oom_killed: false,
+        finished_at: jiff::Timestamp::now(),
+    }
+}
+
+fn time(t: jiff::Timestamp) -> Time {
+    Time(Timestamp::from_nanosecond(t.as_nanosecond()).unwrap_or_else(|_| Timestamp::now()))
+}
+
+fn terminated_state(
+    exit: &ExitStatus,
+    started_at: Option<jiff::Timestamp>,
+    id: &str,
+) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: exit.code,
+        signal: exit.signal,
+        reason: Some(status::exit_reason(exit.code, exit.oom_killed).to_owned()),
+        started_at: started_at.map(time),
+        finished_at: Some(time(exit.finished_at)),
+        container_id: Some(format!("berth://{id}")),
+        message: None,
+    }
+}
+
+fn image_id(image: &Image) -> String {
+    let repository = image
+        .reference
+        .rsplit_once('@')
+        .map(|(r, _)| r)
+        .unwrap_or(&image.reference);
+    // `repo:tag` → `repo`: the tag is after the last ':' that follows the last '/'.
+    let repository = match repository.rsplit_once('/') {
+        Some((head, tail)) => match tail.split_once(':') {
+            Some((name, _)) => format!("{head}/{name}"),
+            None => repository.to_owned(),
+        },
+        None => repository
+            .split(':')
+            .next()
+            .unwrap_or(repository)
+            .to_owned(),
+    };
+    format!("{repository}@{}", image.digest)
+}
+
+fn container_status(slot: &Slot, image: String, init_waiting: bool) -> ContainerStatus {
+    let record = slot.record.as_ref();
+    let state = if slot.running {
+        ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: slot.started_at.map(time),
+            }),
+            ..ContainerState::default()
+        }
+    } else if let Some((reason, message)) = &slot.waiting {
+        status::waiting(reason, message.clone())
+    } else if let (Some(exit), Some(record)) = (&slot.exit, record) {
+        ContainerState {
+            terminated: Some(terminated_state(exit, slot.started_at, &record.id)),
+            ..ContainerState::default()
+        }
+    } else if !slot.init && init_waiting {
+        status::waiting("PodInitializing", None)
+    } else {
+        status::waiting("ContainerCreating", None)
+    };
+    // While waiting to restart, the attempt that ended is the last state.
+    let last_state = match (&slot.exit, record, slot.running || slot.waiting.is_none()) {
+        (Some(exit), Some(record), false) => {
+            Some(terminated_state(exit, slot.started_at, &record.id))
+        }
+        _ => record.and_then(|r| r.last_state.clone()),
+    }
+    .map(|terminated| ContainerState {
+        terminated: Some(terminated),
+        ..ContainerState::default()
+    });
+    let ready = if slot.init {
+        slot.succeeded()
+    } else {
+        slot.running
+    };
+    ContainerStatus {
+        name: slot.name.clone(),
+        image,
+        image_id: record.map(|r| r.image_id.clone()).unwrap_or_default(),
+        container_id: record
+            .filter(|_| slot.running || slot.exit.is_some())
+            .map(|r| format!("berth://{}", r.id)),
+        restart_count: record.map_or(0, |r| r.restart_count),
+        ready,
+        started: Some(slot.running),
+        state: Some(state),
+        last_state,
+        ..ContainerStatus::default()
+    }
+}
+
+fn humanize(delay: Duration) -> String {
+    let secs = delay.as_secs();
+    if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{}m0s", secs / 60)
+    } else if secs >= 60 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// Removes everything a Pod had on this node: its containers (any left running are killed), its network
+/// namespace, its records and its logs.
+pub(super) async fn purge(ctx: &Context, uid: &str) {
+    let records = ctx.layout.read(uid).unwrap_or_default();
+    for record in &records {
+        match ctx.runtime.remove(&record.id).await {
+            Ok(()) | Err(runtime::Error::NotFound(_)) => {}
+            Err(err) => tracing::warn!(id = %record.id, error = %err, "removing a container"),
+        }
+    }
+    let netns_path = ctx.layout.netns_dir().join(record::compact_uid(uid));
+    if let Err(err) = netns::remove(&netns_path) {
+        tracing::warn!(error = %err, "removing the network namespace");
+    }
+    let mut dirs: HashSet<PathBuf> = records
+        .iter()
+        .map(|r| ctx.layout.pod_logs(&r.namespace, &r.pod, &r.uid))
+        .collect();
+    dirs.insert(ctx.layout.pod(uid));
+    for dir in dirs {
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %dir.display(), error = %err, "removing a Pod directory");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// After the first list: Pods with records on this node that the API no longer has (deleted while the agent
+/// was away) are purged.
+pub(super) fn purge_orphans(ctx: Arc<Context>, listed: HashSet<String>) {
+    tokio::spawn(async move {
+        let uids = match ctx.layout.pod_uids() {
+            Ok(uids) => uids,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing the Pod records");
+                return;
+            }
+        };
+        for uid in uids.into_iter().filter(|u| !listed.contains(u)) {
+            tracing::info!(%uid, "removing what a Pod deleted while the agent was away left");
+            purge(&ctx, &uid).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(reference: &str) -> Image {
+        Image {
+            reference: reference.into(),
+            digest: crate::image::Digest::of(b"m"),
+            index_digest: None,
+            config: Default::default(),
+            layers: vec![],
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn image_ids_name_the_repository_and_the_digest() {
+        let digest = crate::image::Digest::of(b"m");
+        assert_eq!(
+            image_id(&image("127.0.0.1:5000/berth/busybox:1")),
+            format!("127.0.0.1:5000/berth/busybox@{digest}")
+        );
+        assert_eq!(
+            image_id(&image("docker.io/library/busybox:latest")),
+            format!("docker.io/library/busybox@{digest}")
+        );
+    }
+
+    fn exited(code: i32) -> ExitStatus {
+        ExitStatus {
+            code,
+            signal: None,
+            oom_killed: code == 137,
+            finished_at: jiff::Timestamp::now(),
+        }
+    }
+
+    fn record(restart_count: i32) -> Record {
+        Record {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            uid: "u".into(),
+            container: "c".into(),
+            init: false,
+            id: format!("u-c0-{restart_count}"),
+            restart_count,
+            image: "busybox".into(),
+            image_id: "busybox@sha256:1".into(),
+            log_path: "/l".into(),
+            last_state: None,
+        }
+    }
+
+    #[test]
+    fn a_crashlooping_container_reports_backoff_with_its_last_exit() {
+        let mut slot = Slot::new("c", false, 0);
+        slot.record = Some(record(3));
+        slot.exit = Some(exited(137));
+        slot.waiting = Some(("CrashLoopBackOff".into(), Some("back-off 20s".into())));
+        let status = container_status(&slot, "busybox".into(), false);
+        assert_eq!(status.restart_count, 3);
+        assert_eq!(
+            status.state.unwrap().waiting.unwrap().reason.as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        let last = status.last_state.unwrap().terminated.unwrap();
+        assert_eq!(
+            (last.exit_code, last.reason.as_deref()),
+            (137, Some("OOMKilled"))
+        );
+        assert!(!status.ready);
+    }
+
+    #[test]
+    fn a_finished_container_is_terminated_and_one_not_yet_started_waits() {
+        let mut slot = Slot::new("c", false, 0);
+        assert_eq!(
+            container_status(&slot, "x".into(), true)
+                .state
+                .unwrap()
+                .waiting
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
+        slot.record = Some(record(0));
+        slot.exit = Some(exited(0));
+        let status = container_status(&slot, "x".into(), false);
+        let terminated = status.state.unwrap().terminated.unwrap();
+        assert_eq!(terminated.reason.as_deref(), Some("Completed"));
+        assert_eq!(status.container_id.as_deref(), Some("berth://u-c0-0"));
+        assert!(status.last_state.is_none());
+    }
+
+    #[test]
+    fn backoff_messages_read_like_upstream() {
+        assert_eq!(humanize(Duration::from_secs(10)), "10s");
+        assert_eq!(humanize(Duration::from_secs(300)), "5m0s");
+        assert_eq!(humanize(Duration::from_secs(80)), "1m20s");
+    }
+}
