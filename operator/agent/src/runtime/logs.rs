@@ -124,6 +124,10 @@ impl LineSplitter {
         }
     }
 
+    pub fn stream(&self) -> Stream {
+        self.stream
+    }
+
     /// Records every complete line in `data`, and pieces of [`MAX_LINE`] bytes of a line that grows past it.
     pub fn feed(&mut self, data: &[u8], log: &mut LogWriter) -> io::Result<()> {
         self.pending.extend_from_slice(data);

@@ -4,8 +4,9 @@
 //! container lives in the agent's memory: a restarted agent finds running containers with [`Runtime::list`].
 //!
 //! The agent's verbs are one file each: `create.rs`, `kill.rs` (kill, stop, wait), `delete.rs` (remove),
-//! `exec.rs` and `list.rs` (state, list).
+//! `exec.rs`, `attach.rs` and `list.rs` (state, list).
 
+mod attach;
 pub mod cgroups;
 pub mod config;
 mod create;
@@ -20,11 +21,13 @@ mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod state;
+pub mod tty;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use attach::Attached;
 pub use cgroups::Version as CgroupVersion;
 pub use config::{ContainerConfig, LogConfig, Mount, Resources, Security, User};
 pub use exec::ExecProcess;
@@ -168,4 +171,18 @@ impl Runtime {
             log_path,
         }
     }
+}
+
+/// A pipe whose descriptors are not inherited across exec.
+fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), Error> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|err| Error::io("creating a pipe")(err.into()))
+}
+
+/// A connection to a shim, made blocking for SCM_RIGHTS, handed to tokio for the rest.
+fn control_stream(stream: std::os::unix::net::UnixStream) -> Result<tokio::net::UnixStream, Error> {
+    stream
+        .set_nonblocking(true)
+        .map_err(Error::io("shim control socket"))?;
+    tokio::net::UnixStream::from_std(stream).map_err(Error::io("shim control socket"))
 }

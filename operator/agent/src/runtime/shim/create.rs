@@ -200,6 +200,8 @@ fn start(config: &ShimConfig, state: &StateDir) -> Result<Shim, ShimError> {
         hierarchy,
         filters: exec_filters,
         exec_serial: 0,
+        tty: config.tty,
+        stdin_open: config.stdin,
     })
 }
 

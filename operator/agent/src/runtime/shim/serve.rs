@@ -46,8 +46,9 @@ impl Output {
         })
     }
 
-    /// Reads what is there; `false` once the stream has ended.
-    fn pump(&mut self, log: &mut LogWriter) -> bool {
+    /// Reads what is there, logs it and copies it to every attached client; `false` once the stream has
+    /// ended.
+    fn pump(&mut self, log: &mut LogWriter, clients: &mut [Client]) -> bool {
         let mut buf = [0u8; 32 * 1024];
         loop {
             match self.fd.read(&mut buf) {
@@ -55,6 +56,10 @@ impl Output {
                 Ok(n) => {
                     if let Err(err) = self.splitter.feed(&buf[..n], log) {
                         tracing::warn!(%err, "writing the container log");
+                    }
+                    let stream = self.splitter.stream();
+                    for client in clients.iter_mut() {
+                        client.copy_output(stream, &buf[..n]);
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return true,
@@ -72,6 +77,13 @@ impl Output {
     }
 }
 
+/// Where an attached client receives the container's output: the write ends of its pipes, non-blocking so
+/// that a client that stops reading can never stall the container or its log.
+struct Sinks {
+    stdout: std::fs::File,
+    stderr: Option<std::fs::File>,
+}
+
 /// A connection on the control socket.
 struct Client {
     stream: UnixStream,
@@ -81,10 +93,33 @@ struct Client {
     waiting: bool,
     /// The exec process this connection waits for.
     exec: Option<Pid>,
+    /// The pipes of an attached client.
+    attach: Option<Sinks>,
     closed: bool,
 }
 
 impl Client {
+    /// Copies output to an attached client. A client whose pipe is full is detached (its pipes and connection
+    /// close): its reader fell a pipe buffer behind, and holding output back for it would stall everyone.
+    fn copy_output(&mut self, stream: Stream, data: &[u8]) {
+        let Some(sinks) = &mut self.attach else {
+            return;
+        };
+        let sink = match (stream, &mut sinks.stderr) {
+            (Stream::Stderr, Some(stderr)) => stderr,
+            _ => &mut sinks.stdout,
+        };
+        if let Err(err) = sink.write_all(data) {
+            if err.kind() == io::ErrorKind::WouldBlock {
+                tracing::warn!(
+                    "an attached client fell behind the container's output; detaching it"
+                );
+            }
+            self.attach = None;
+            self.closed = true;
+        }
+    }
+
     fn respond(&mut self, response: &Response) {
         self.respond_with_fd(response, None);
     }
@@ -130,6 +165,10 @@ pub(crate) struct Shim {
     /// The seccomp profile, for exec'd processes.
     pub(super) filters: Vec<BpfProgram>,
     pub(super) exec_serial: u64,
+    /// The container has a PTY: its master is the output read by `outputs[0]`.
+    pub(super) tty: bool,
+    /// The container keeps stdin open for attached clients (the pipe in `stdin`, or the PTY).
+    pub(super) stdin_open: bool,
 }
 
 impl Shim {
@@ -204,7 +243,7 @@ impl Shim {
             let log = &mut self.log;
             let mut keep = output_ready.iter();
             self.outputs.retain_mut(|output| match keep.next() {
-                Some(true) => output.pump(log),
+                Some(true) => output.pump(log, &mut clients),
                 _ => true,
             });
             if listener_ready {
@@ -216,6 +255,7 @@ impl Shim {
                         fds: Vec::new(),
                         waiting: false,
                         exec: None,
+                        attach: None,
                         closed: false,
                     });
                 }
@@ -297,12 +337,76 @@ impl Shim {
                         Err(err) => Some(Response::Error(format!("exec: {err}"))),
                     }
                 }
+                Ok(Request::Attach { .. }) if exited => {
+                    Some(Response::Error("the container is not running".into()))
+                }
+                Ok(Request::Attach { stdin }) => {
+                    let pipes = std::mem::take(&mut client.fds);
+                    match self.attach(pipes, stdin) {
+                        Ok((sinks, input, answer)) => {
+                            client.attach = Some(sinks);
+                            client.waiting = true;
+                            client.respond_with_fd(&answer, input.as_ref());
+                            None
+                        }
+                        Err(err) => Some(Response::Error(format!("attach: {err}"))),
+                    }
+                }
                 Err(err) => Some(Response::Error(format!("bad request: {err}"))),
             };
             if let Some(response) = response {
                 client.respond(&response);
             }
         }
+    }
+
+    /// An attach: the client's output pipes, and the descriptor that goes back with the answer.
+    fn attach(
+        &self,
+        pipes: Vec<OwnedFd>,
+        stdin: bool,
+    ) -> Result<(Sinks, Option<OwnedFd>, Response), ShimError> {
+        let sink = |fd: OwnedFd| -> Result<std::fs::File, ShimError> {
+            fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                .map_err(ShimError::sys("making an attach pipe non-blocking"))?;
+            Ok(fd.into())
+        };
+        let mut pipes = pipes.into_iter();
+        let stdout = pipes
+            .next()
+            .ok_or_else(|| ShimError::Config("attach needs an output pipe".into()))?;
+        let sinks = Sinks {
+            stdout: sink(stdout)?,
+            stderr: match (self.tty, pipes.next()) {
+                (false, Some(stderr)) => Some(sink(stderr)?),
+                (false, None) => {
+                    return Err(ShimError::Config(
+                        "attach without a TTY needs stdout and stderr pipes".into(),
+                    ));
+                }
+                (true, _) => None,
+            },
+        };
+        let input = stdin && self.stdin_open;
+        let fd = if self.tty {
+            let master =
+                self.outputs.iter().find(|o| o.pty).ok_or_else(|| {
+                    ShimError::Config("the container's terminal is closed".into())
+                })?;
+            Some(master.fd.as_fd().try_clone_to_owned())
+        } else if input {
+            self.stdin.as_ref().map(|fd| fd.try_clone())
+        } else {
+            None
+        };
+        let fd = fd
+            .transpose()
+            .map_err(ShimError::io("duplicating the container's stdin"))?;
+        let answer = Response::Attached {
+            tty: self.tty,
+            stdin: input,
+        };
+        Ok((sinks, fd, answer))
     }
 
     /// Records the exit: OOM counter first (the cgroup goes next), then libcontainer's delete (cgroup and its
