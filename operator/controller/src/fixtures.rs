@@ -41,10 +41,6 @@ impl Call {
         Call::new(Method::POST, path)
     }
 
-    pub fn put(path: impl Into<String>) -> Call {
-        Call::new(Method::PUT, path)
-    }
-
     pub fn delete(path: impl Into<String>) -> Call {
         Call::new(Method::DELETE, path)
     }

@@ -3,7 +3,6 @@
 
 mod drift;
 pub mod error;
-pub mod leader;
 pub mod mapping;
 pub mod metrics;
 mod observe;
@@ -15,6 +14,6 @@ pub mod server;
 #[cfg(test)]
 mod fixtures;
 
+pub use berth_lease::LeaseConfig;
 pub use error::Error;
-pub use leader::LeaseConfig;
 pub use run::{Config, RESYNC, RunError, run};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use berth_api::Stack;
 use berth_api::constants::LABEL_STACK;
+use berth_lease::{Elector, LeaseConfig};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::ListParams;
@@ -17,7 +18,6 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::leader::{Elector, LeaseConfig};
 use crate::observe::Stores;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::server::{self, Phase, State};

@@ -5,7 +5,6 @@
 mod error;
 mod events;
 mod gc;
-mod leader;
 mod namespace;
 mod nodes;
 mod quantity;
@@ -21,8 +20,8 @@ use std::time::Duration;
 use kube::Client;
 use tracing::{info, warn};
 
+pub use berth_lease::LeaseConfig;
 pub use error::Error;
-pub use leader::LeaderConfig;
 
 /// How the control plane is set up; `berth up` fills it from its flags.
 #[derive(Debug, Clone)]
@@ -32,16 +31,17 @@ pub struct Config {
     /// How long a node's Lease may go unrenewed before the node turns Ready=Unknown.
     pub node_lease_grace: Duration,
     /// The Lease that makes sure only one control plane acts at a time.
-    pub leader: LeaderConfig,
+    pub leader: LeaseConfig,
 }
 
 impl Config {
-    /// Upstream's defaults (node-monitor-grace-period 40 s) for a data directory.
+    /// Upstream's defaults (node-monitor-grace-period 40 s, kube-controller-manager's Lease timings) for a data
+    /// directory.
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             data_dir,
             node_lease_grace: DEFAULT_NODE_LEASE_GRACE,
-            leader: LeaderConfig::default(),
+            leader: LeaseConfig::new("kube-system", "berth-controlplane"),
         }
     }
 }
@@ -56,7 +56,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let mut elector = leader::Elector::new(client.clone(), config.leader.clone());
+    let mut elector = berth_lease::Elector::new(client.clone(), config.leader.clone());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

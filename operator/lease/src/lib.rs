@@ -1,9 +1,9 @@
-//! Leader election on a coordination.k8s.io Lease, so that only one of several controller replicas reconciles.
-//! client-go's rules: the holder renews the Lease every retry period; a candidate takes it only once it has gone
-//! unrenewed for its duration, timed on the candidate's own clock from when it last saw the Lease change (clock
-//! skew between replicas does not matter). Every write is a create or a replace conditional on the
-//! resourceVersion, so two candidates can never both win. kube-runtime 5 has no such helper, and the crates
-//! that do it for kube 5 renew with strategic merge patch, which gives up that precondition.
+//! Leader election on a coordination.k8s.io Lease, so that only one of several replicas acts. client-go's
+//! rules: the holder renews the Lease every retry period; a candidate takes it only once it has gone unrenewed
+//! for its duration, timed on the candidate's own clock from when it last saw the Lease change (clock skew
+//! between replicas does not matter). Every write is a create or a replace conditional on the resourceVersion,
+//! so two candidates can never both win. kube-runtime 5 has no such helper, and the crates that do it for
+//! kube 5 renew with strategic merge patch or server-side apply, which give up that precondition.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 pub struct LeaseConfig {
     pub namespace: String,
     pub name: String,
-    /// Who this replica is, unique among candidates (the Pod name and a random suffix).
+    /// Who this replica is, unique among candidates.
     pub identity: String,
     /// How long the Lease is valid without a renewal (client-go's LeaseDuration).
     pub lease_duration: Duration,
@@ -29,21 +29,16 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// The Lease `name` in `namespace`, with controller-runtime's timings and an identity unique to this process.
+    /// The Lease `name` in `namespace`, with kube-controller-manager's timings and, as client-go does, an
+    /// identity made of the host name and a UUID, unique to this process.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> LeaseConfig {
-        use rand::Rng;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "berth".to_owned());
-        let suffix: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(8)
-            .map(|c| char::from(c).to_ascii_lowercase())
-            .collect();
         LeaseConfig {
             namespace: namespace.into(),
             name: name.into(),
-            identity: format!("{host}_{suffix}"),
+            identity: format!("{host}_{}", uuid::Uuid::new_v4()),
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
@@ -51,7 +46,7 @@ impl LeaseConfig {
     }
 }
 
-/// What a candidate last saw of the Lease.
+/// What a candidate last saw of the Lease; a change restarts its clock.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     holder: Option<String>,
@@ -82,7 +77,8 @@ fn may_take(
     }
 }
 
-/// The Lease as this candidate would write it to hold it from `now`.
+/// The Lease as this candidate would write it to hold it from `now`. The metadata, resourceVersion included,
+/// is kept: that is what makes the replace conditional.
 fn taken(mut lease: Lease, config: &LeaseConfig, now: MicroTime) -> Lease {
     let seconds = i32::try_from(config.lease_duration.as_secs()).unwrap_or(i32::MAX);
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -92,6 +88,16 @@ fn taken(mut lease: Lease, config: &LeaseConfig, now: MicroTime) -> Lease {
         spec.lease_transitions = Some(spec.lease_transitions.map_or(0, |t| t + 1));
     }
     spec.lease_duration_seconds = Some(seconds);
+    spec.renew_time = Some(now);
+    lease
+}
+
+/// The Lease as its holder writes it to give it up: no holder, and a one-second duration so that candidates
+/// that still see the old record do not wait the full duration (client-go's ReleaseOnCancel).
+fn released(mut lease: Lease, now: MicroTime) -> Lease {
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
     spec.renew_time = Some(now);
     lease
 }
@@ -135,43 +141,51 @@ impl Elector {
         }
     }
 
-    /// Renews the Lease; returns when another replica holds it, or when renewing has failed for the renew
-    /// deadline (this replica must then stop acting as the leader).
+    /// Renews the Lease; returns when another replica holds it, or when no renewal has succeeded for the renew
+    /// deadline (this replica must then stop acting as the leader). A renewal that hangs counts as failing.
     pub async fn hold(&mut self) {
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => return,
-                Err(err) => {
-                    warn!(lease = %self.config.name, error = %err, "renewing the Lease");
-                    if renewed.elapsed() >= self.config.renew_deadline {
-                        return;
-                    }
+            let left = self.config.renew_deadline.saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => renewed = Instant::now(),
+                Ok(Ok(false)) => return,
+                Ok(Err(err)) => {
+                    warn!(lease = %self.config.name, error = %err, "renewing the Lease")
                 }
+                Err(_) => warn!(lease = %self.config.name, "renewing the Lease timed out"),
+            }
+            if renewed.elapsed() >= self.config.renew_deadline {
+                warn!(lease = %self.config.name, "no renewal within the renew deadline: stepping down");
+                return;
             }
         }
     }
 
-    /// Gives the Lease up so that a standby takes over at once (client-go's ReleaseOnCancel).
+    /// Gives the Lease up, if this replica holds it, so that a standby takes over at once.
     pub async fn release(&mut self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
-            return;
+        let lease = match self.api.get_opt(&self.config.name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(err) => {
+                warn!(lease = %self.config.name, error = %err, "reading the Lease to release it");
+                return;
+            }
         };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+        if Seen::of(&lease).holder.as_deref() != Some(self.config.identity.as_str()) {
             return;
         }
-        spec.holder_identity = None;
-        spec.lease_duration_seconds = Some(1);
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        let lease = released(lease, MicroTime(Timestamp::now()));
         match self
             .api
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => info!(lease = %self.config.name, "released the Lease"),
+            Ok(written) => {
+                self.seen = Some((Seen::of(&written), Instant::now()));
+                info!(lease = %self.config.name, "released the Lease");
+            }
             Err(err) => warn!(lease = %self.config.name, error = %err, "releasing the Lease"),
         }
     }
@@ -194,6 +208,7 @@ impl Elector {
                     self.seen = Some((Seen::of(&written), Instant::now()));
                     Ok(true)
                 }
+                // Another candidate created it first: it holds it.
                 Err(err) if conflict(&err) => Ok(false),
                 Err(err) => Err(err),
             };
@@ -220,7 +235,6 @@ impl Elector {
         ) {
             return Ok(false);
         }
-        // The resourceVersion read above makes the replace conditional: whoever writes first wins.
         let lease = taken(lease, &self.config, now);
         match self
             .api
@@ -231,6 +245,7 @@ impl Elector {
                 self.seen = Some((Seen::of(&written), Instant::now()));
                 Ok(true)
             }
+            // Someone else wrote first: they hold it, or will be seen next round.
             Err(err) if conflict(&err) => Ok(false),
             Err(err) => Err(err),
         }
@@ -239,14 +254,9 @@ impl Elector {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::fixtures::{Call, FakeApi};
 
     const DURATION: Duration = Duration::from_secs(15);
-    const PATH: &str =
-        "/apis/coordination.k8s.io/v1/namespaces/berth-system/leases/berth-controller";
 
     fn config() -> LeaseConfig {
         LeaseConfig {
@@ -255,13 +265,26 @@ mod tests {
         }
     }
 
-    fn lease(holder: &str, renewed: &str, rv: &str) -> serde_json::Value {
-        json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "berth-controller", "namespace": "berth-system", "resourceVersion": rv},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renewed,
-                     "acquireTime": renewed, "leaseTransitions": 3},
-        })
+    fn at(second: i64) -> MicroTime {
+        MicroTime(Timestamp::from_second(second).unwrap())
+    }
+
+    fn held_by(holder: &str, resource_version: &str) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some("berth-controller".into()),
+                resource_version: Some(resource_version.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                lease_duration_seconds: Some(15),
+                acquire_time: Some(at(1_700_000_000)),
+                renew_time: Some(at(1_700_000_000)),
+                lease_transitions: Some(3),
+                ..LeaseSpec::default()
+            }),
+        }
     }
 
     #[test]
@@ -280,69 +303,51 @@ mod tests {
 
     #[test]
     fn taking_a_lease_counts_a_transition_and_renewing_does_not() {
-        let now = MicroTime(Timestamp::from_second(1_800_000_000).unwrap());
-        let held: Lease =
-            serde_json::from_value(lease("other", "2027-01-01T00:00:00.000000Z", "5")).unwrap();
-        let mine = taken(held, &config(), now.clone());
+        let now = at(1_800_000_000);
+        let mine = taken(held_by("other", "5"), &config(), now.clone());
         let spec = mine.spec.clone().unwrap();
         assert_eq!(spec.holder_identity.as_deref(), Some("me"));
         assert_eq!(spec.lease_transitions, Some(4));
         assert_eq!(spec.acquire_time, Some(now.clone()));
-        assert_eq!(mine.metadata.resource_version.as_deref(), Some("5"));
-        let later = MicroTime(Timestamp::from_second(1_800_000_002).unwrap());
+        assert_eq!(spec.lease_duration_seconds, Some(15));
+        let later = at(1_800_000_002);
         let renewed = taken(mine, &config(), later.clone()).spec.unwrap();
         assert_eq!(renewed.lease_transitions, Some(4));
         assert_eq!(renewed.acquire_time, Some(now));
         assert_eq!(renewed.renew_time, Some(later));
     }
 
-    #[tokio::test]
-    async fn a_missing_lease_is_created_held_by_this_replica() {
-        let (client, api) = FakeApi::new(vec![
-            Call::get(PATH).fails(404),
-            Call::post("/apis/coordination.k8s.io/v1/namespaces/berth-system/leases")
-                .returns(lease("me", "2027-01-01T00:00:00.000000Z", "1")),
-        ]);
-        let mut elector = Elector::new(client, config());
-        assert!(elector.try_acquire_or_renew().await.unwrap());
-        let sent = api.verify().await;
-        assert_eq!(sent[1].body["spec"]["holderIdentity"], "me");
-        assert_eq!(sent[1].body["spec"]["leaseDurationSeconds"], 15);
+    #[test]
+    fn a_new_lease_starts_at_zero_transitions() {
+        let spec = taken(Lease::default(), &config(), at(1_800_000_000))
+            .spec
+            .unwrap();
+        assert_eq!(spec.lease_transitions, Some(0));
+        assert_eq!(spec.holder_identity.as_deref(), Some("me"));
     }
 
-    #[tokio::test]
-    async fn a_lease_another_replica_renews_is_not_written() {
-        let (client, api) = FakeApi::new(vec![Call::get(PATH).returns(lease(
-            "other",
-            "2027-01-01T00:00:00.000000Z",
-            "7",
-        ))]);
-        let mut elector = Elector::new(client, config());
-        assert!(!elector.try_acquire_or_renew().await.unwrap());
-        api.verify().await;
+    #[test]
+    fn writes_keep_the_resource_version_read_so_that_they_are_conditional() {
+        let renewed = taken(held_by("me", "7"), &config(), at(1_800_000_000));
+        assert_eq!(renewed.metadata.resource_version.as_deref(), Some("7"));
+        let given_up = released(held_by("me", "8"), at(1_800_000_001));
+        assert_eq!(given_up.metadata.resource_version.as_deref(), Some("8"));
     }
 
-    #[tokio::test]
-    async fn the_holder_renews_with_a_replace_conditional_on_the_resource_version() {
-        let (client, api) = FakeApi::new(vec![
-            Call::get(PATH).returns(lease("me", "2027-01-01T00:00:00.000000Z", "7")),
-            Call::put(PATH).returns(lease("me", "2027-01-01T00:00:02.000000Z", "8")),
-        ]);
-        let mut elector = Elector::new(client, config());
-        assert!(elector.try_acquire_or_renew().await.unwrap());
-        let sent = api.verify().await;
-        assert_eq!(sent[1].body["metadata"]["resourceVersion"], "7");
-        assert_eq!(sent[1].body["spec"]["leaseTransitions"], 3);
+    #[test]
+    fn a_released_lease_has_no_holder_and_expires_within_a_second() {
+        let spec = released(held_by("me", "8"), at(1_800_000_001))
+            .spec
+            .unwrap();
+        assert_eq!(spec.holder_identity, None);
+        assert_eq!(spec.lease_duration_seconds, Some(1));
+        assert_eq!(spec.lease_transitions, Some(3));
     }
 
-    #[tokio::test]
-    async fn losing_the_race_for_a_free_lease_is_not_an_error() {
-        let (client, api) = FakeApi::new(vec![
-            Call::get(PATH).returns(lease("", "2027-01-01T00:00:00.000000Z", "7")),
-            Call::put(PATH).fails(409),
-        ]);
-        let mut elector = Elector::new(client, config());
-        assert!(!elector.try_acquire_or_renew().await.unwrap());
-        api.verify().await;
+    #[test]
+    fn identities_are_unique_per_config() {
+        let a = LeaseConfig::new("ns", "lease");
+        let b = LeaseConfig::new("ns", "lease");
+        assert_ne!(a.identity, b.identity);
     }
 }
