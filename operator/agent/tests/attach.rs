@@ -90,14 +90,7 @@ async fn a_container_without_stdin_gives_an_attach_no_input() {
     rt.create(config).await.unwrap();
     let attached = rt.attach(&id, true).await.unwrap();
     assert!(attached.stdin.is_none());
-    assert!(
-        attached
-            .resize(Size {
-                width: 80,
-                height: 24
-            })
-            .is_err()
-    );
+    assert!(attached.terminal.is_none() && !attached.tty);
 }
 
 #[tokio::test]
@@ -120,6 +113,9 @@ async fn a_tty_container_is_attached_to_its_terminal_and_resized() {
     let out = Collector::new(attached.stdout.take().unwrap());
     let stdin = attached.stdin.take().unwrap();
     attached
+        .terminal
+        .as_ref()
+        .unwrap()
         .resize(Size {
             width: 123,
             height: 45,
@@ -128,6 +124,9 @@ async fn a_tty_container_is_attached_to_its_terminal_and_resized() {
     write_fd(&stdin, b"a\r");
     out.wait_for("size 45 123 a").await;
     attached
+        .terminal
+        .as_ref()
+        .unwrap()
         .resize(Size {
             width: 90,
             height: 20,
@@ -167,6 +166,9 @@ async fn a_tty_exec_session_is_resized() {
     let out = Collector::new(process.stdout.take().unwrap());
     let stdin = process.stdin.take().unwrap();
     process
+        .terminal
+        .as_ref()
+        .unwrap()
         .resize(Size {
             width: 101,
             height: 33,
@@ -181,12 +183,5 @@ async fn a_tty_exec_session_is_resized() {
     assert_eq!(exit.code, 0);
 
     let plain = rt.exec(&id, vec!["true".into()], false).await.unwrap();
-    assert!(
-        plain
-            .resize(Size {
-                width: 80,
-                height: 24
-            })
-            .is_err()
-    );
+    assert!(plain.terminal.is_none());
 }

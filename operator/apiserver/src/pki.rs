@@ -71,6 +71,59 @@ pub fn kubelet_client_trust(data_dir: &Path) -> Result<KubeletClientTrust, PkiEr
     })
 }
 
+/// A kubelet's serving identity, signed by the cluster CA of a data directory.
+pub struct KubeletServing {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA that signed it, which also signs the API server's kubelet client certificate.
+    pub ca_pem: String,
+}
+
+/// Issues a serving certificate for a kubelet endpoint reached at `addresses` (always with 127.0.0.1, ::1
+/// and `localhost`) and `names` (the node's hostname), signed by the CA of `data_dir`, which must have been
+/// prepared by the API server first. The key is new on every call and is not written anywhere.
+pub fn issue_kubelet_serving(
+    data_dir: &Path,
+    addresses: &[IpAddr],
+    names: &[String],
+) -> Result<KubeletServing, PkiError> {
+    let dir = pki_dir(data_dir);
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(io(&path))
+    };
+    let ca_pem = read("ca.crt")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&read("ca.key")?)?)?;
+    let mut dns = vec!["localhost".to_owned()];
+    dns.extend(names.iter().filter(|n| !n.is_empty()).cloned());
+    dns.dedup();
+    let mut params = CertificateParams::new(dns)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "berth-kubelet");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    let mut ips: Vec<IpAddr> = vec![
+        Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    for ip in addresses {
+        if !ip.is_unspecified() && !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
+    params
+        .subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(KubeletServing {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem,
+    })
+}
+
 /// Issues the kubelet client certificate (on every start, like the serving certificate; written to
 /// `DIR/pki/apiserver-kubelet-client.{crt,key}` for debugging with curl) and the TLS client configuration that
 /// presents it and verifies kubelets' serving certificates against the CA. HTTP/1.1 only: exec and attach
@@ -285,6 +338,43 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let config = fs::read_to_string(kubeconfig_path(dir.path())).unwrap();
         assert!(config.contains(&first.token));
+    }
+
+    #[test]
+    fn a_kubelet_serving_certificate_is_signed_by_the_data_dirs_ca() {
+        use rustls::client::danger::ServerCertVerifier;
+        let dir = tempfile::tempdir().unwrap();
+        let creds = prepare(dir.path(), "127.0.0.1:16444".parse().unwrap()).unwrap();
+        let serving =
+            issue_kubelet_serving(dir.path(), &["10.1.2.3".parse().unwrap()], &["box".into()])
+                .unwrap();
+        assert_eq!(serving.ca_pem, creds.ca_pem);
+        let cert = CertificateDer::from_pem_slice(serving.cert_pem.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(creds.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        for name in ["10.1.2.3", "127.0.0.1", "box", "localhost"] {
+            let name = rustls::pki_types::ServerName::try_from(name).unwrap();
+            verifier
+                .verify_server_cert(&cert, &[], &name, &[], now)
+                .unwrap();
+        }
+        let other = rustls::pki_types::ServerName::try_from("10.9.9.9").unwrap();
+        assert!(
+            verifier
+                .verify_server_cert(&cert, &[], &other, &[], now)
+                .is_err()
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(issue_kubelet_serving(empty.path(), &[], &[]).is_err());
     }
 
     #[test]

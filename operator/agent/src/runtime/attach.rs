@@ -2,7 +2,7 @@
 //! every attached client's pipes; input goes straight into the container's stdin pipe or PTY. Several clients
 //! may attach at once; dropping an [`Attached`] detaches and leaves the container running.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use nix::fcntl::{FcntlArg, fcntl};
@@ -28,21 +28,13 @@ pub struct Attached {
     pub stderr: Option<OwnedFd>,
     /// Whether the container runs on a terminal.
     pub tty: bool,
-    pty: Option<OwnedFd>,
+    /// The container's terminal, to resize it; `None` without a TTY.
+    pub terminal: Option<tty::Terminal>,
     id: String,
     control: BufReader<tokio::net::UnixStream>,
 }
 
 impl Attached {
-    /// Sets the size of the container's terminal.
-    pub fn resize(&self, size: tty::Size) -> Result<(), Error> {
-        let pty = self.pty.as_ref().ok_or_else(|| Error::Shim {
-            id: self.id.clone(),
-            reason: "the container has no terminal to resize".into(),
-        })?;
-        tty::resize(pty.as_fd(), size).map_err(Error::io("resizing the container's terminal"))
-    }
-
     /// Waits for the container to exit. An error when the shim detached this client first.
     pub async fn wait(mut self) -> Result<ExitStatus, Error> {
         read_exit(&mut self.control)
@@ -97,7 +89,7 @@ impl Runtime {
             stdout: Some(stdout),
             stderr,
             tty,
-            pty,
+            terminal: pty.map(tty::Terminal::new),
             id: id.to_string(),
             control: BufReader::new(super::control_stream(stream)?),
         })

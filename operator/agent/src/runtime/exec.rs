@@ -2,7 +2,7 @@
 //! libcontainer's tenant support. The agent hands the shim the process's stdio (pipes) over the control
 //! socket, or gets the PTY master back; the connection then reports the process's exit.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use tokio::io::BufReader;
@@ -22,22 +22,13 @@ pub struct ExecProcess {
     pub stdout: Option<OwnedFd>,
     /// Its stderr; `None` with a TTY, where it shares the terminal.
     pub stderr: Option<OwnedFd>,
-    /// The PTY master, kept for [`ExecProcess::resize`].
-    pty: Option<OwnedFd>,
+    /// The process's terminal, to resize it; `None` without a TTY.
+    pub terminal: Option<tty::Terminal>,
     id: String,
     control: BufReader<tokio::net::UnixStream>,
 }
 
 impl ExecProcess {
-    /// Sets the size of the process's terminal (`kubectl exec -t` after a window resize).
-    pub fn resize(&self, size: tty::Size) -> Result<(), Error> {
-        let pty = self.pty.as_ref().ok_or_else(|| Error::Shim {
-            id: self.id.clone(),
-            reason: "the exec'd process has no terminal to resize".into(),
-        })?;
-        tty::resize(pty.as_fd(), size).map_err(Error::io("resizing the exec terminal"))
-    }
-
     /// Waits for the process to exit.
     pub async fn wait(mut self) -> Result<ExitStatus, Error> {
         read_exit(&mut self.control)
@@ -66,7 +57,7 @@ impl Runtime {
             stdin: Some(stdin),
             stdout: Some(stdout),
             stderr,
-            pty,
+            terminal: pty.map(tty::Terminal::new),
             id: id.to_string(),
             control: BufReader::new(super::control_stream(stream)?),
         })

@@ -14,6 +14,7 @@ mod delete;
 mod exec;
 mod kill;
 mod list;
+pub mod log_reader;
 pub mod logs;
 pub mod netns;
 mod protocol;

@@ -1,7 +1,7 @@
 //! Terminal sizes: `kubectl exec -t` and `kubectl attach -t` send the client's window size at the start and
 //! on every change; it is set on the PTY master, and the kernel signals the foreground process (SIGWINCH).
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,20 @@ use serde::{Deserialize, Serialize};
 pub struct Size {
     pub width: u16,
     pub height: u16,
+}
+
+/// A PTY master kept to resize the terminal (a duplicate of the descriptor that carries its data).
+#[derive(Debug)]
+pub struct Terminal(OwnedFd);
+
+impl Terminal {
+    pub(crate) fn new(master: OwnedFd) -> Self {
+        Self(master)
+    }
+
+    pub fn resize(&self, size: Size) -> std::io::Result<()> {
+        resize(self.0.as_fd(), size)
+    }
 }
 
 /// Sets the terminal size of the PTY whose master is `master` (TIOCSWINSZ).
