@@ -176,9 +176,9 @@ load_recipe() {
 }
 
 # The tag of an image in the layout: its name and a key over the base, its recipe directory, the sources it
-# copies, and this script.
+# copies, and this script (named from the checkout, so every caller computes the same key).
 image_tag() {
-  local name=$1 sources=("$repo/images/$1" "${BASH_SOURCE[0]}") copy
+  local name=$1 sources=("$repo/images/$1" "$repo/scripts/images.sh") copy
   for copy in "${COPY[@]}"; do sources+=("$repo/${copy%%:*}"); done
   printf '%s-%s\n' "$name" "$(printf '%s %s\n' "$base_key" "$(hash_files "${sources[@]}")" | sha256sum | cut -c1-16)"
 }
