@@ -694,6 +694,10 @@ fn apply_and_read_back(server: &Server, stream: &str) {
     }
 }
 
+fn namespace_manifest(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+}
+
 /// Waits until the Stack CRD serves, then lets the API server check the sample Stack against it.
 fn stack_crd_serves(server: &Server, namespace: &str) {
     server.kubectl_ok(&[
@@ -711,14 +715,12 @@ fn stack_crd_serves(server: &Server, namespace: &str) {
 fn rendered_chart_applies_to_the_api_server() {
     let server = Server::start();
     let namespace = "berth-chart";
-    let setup = format!(
-        "{SERVICE_MONITOR_CRD}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n"
-    );
-    let out = server.kubectl_with_stdin(&["apply", "-f", "-"], Some(&setup));
-    assert!(
-        out.status.success(),
-        "kubectl apply of the namespace and the ServiceMonitor CRD failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    apply_and_read_back(
+        &server,
+        &format!(
+            "{SERVICE_MONITOR_CRD}---\n{}",
+            namespace_manifest(namespace)
+        ),
     );
     server.kubectl_ok(&[
         "wait",
@@ -733,6 +735,124 @@ fn rendered_chart_applies_to_the_api_server() {
     assert!(kinds(&documents(&stream)).contains("ServiceMonitor"));
     apply_and_read_back(&server, &stream);
     stack_crd_serves(&server, namespace);
+}
+
+/// The controller process a test starts, killed when the test ends.
+struct Controller(std::process::Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The log without terminal colour codes.
+fn strip_ansi(log: &str) -> String {
+    let mut out = String::new();
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, ended by a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The status code of `GET path` on a plain HTTP endpoint, or None when it does not answer.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn chart_controller_command_serves_health_and_takes_the_lease_its_role_allows() {
+    let server = Server::start();
+    let namespace = "berth-run";
+    apply_and_read_back(&server, &namespace_manifest(namespace));
+    let stream = render(&json!({}), namespace);
+    apply_and_read_back(&server, &stream);
+    let objects = documents(&stream);
+
+    // The Deployment's command, run here as the kubelet would run it, with the metrics port on a free loopback
+    // port instead of 0.0.0.0:8080.
+    let container = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let mut args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| text(a).to_owned())
+        .collect();
+    let metrics = args
+        .iter_mut()
+        .find(|a| a.starts_with("--metrics-addr="))
+        .expect("the chart passes --metrics-addr");
+    *metrics = "--metrics-addr=127.0.0.1:0".into();
+    let log_path = server.data_dir.path().join("controller.log");
+    let _controller = Controller(
+        Command::new(berth_bin())
+            .args(&args)
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            // What the Deployment's fieldRef gives the container.
+            .env("POD_NAMESPACE", namespace)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log_path).expect("creating the controller log"))
+            .spawn()
+            .expect("starting berth controller"),
+    );
+    let log = || strip_ansi(&std::fs::read_to_string(&log_path).unwrap_or_default());
+    let addr = berth_e2e::wait_for("the controller's metrics address", TOOL_DEADLINE, || {
+        let log = log();
+        let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+        let addr = line.split("addr=").nth(1)?;
+        Some(addr.split_whitespace().next()?.to_owned())
+    });
+    assert_eq!(http_status(&addr, "/healthz"), Some(200), "{}", log());
+    berth_e2e::wait_for("/readyz to answer 200", TOOL_DEADLINE, || {
+        (http_status(&addr, "/readyz") == Some(200)).then_some(())
+    });
+    assert_eq!(http_status(&addr, "/metrics"), Some(200));
+
+    // The Lease it holds is in the release namespace, under the one name the leader-election Role allows.
+    let allowed = find(&objects, "Role")["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["resourceNames"].as_array())
+        .flatten()
+        .map(|n| text(n).to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(allowed.len(), 1, "{allowed:?}");
+    let lease = berth_e2e::wait_for("the leader Lease", TOOL_DEADLINE, || {
+        let out = server.kubectl(&["-n", namespace, "get", "leases", "-o", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|l| {
+                l["spec"]["holderIdentity"]
+                    .as_str()
+                    .is_some_and(|h| !h.is_empty())
+            })
+            .cloned()
+    });
+    assert_eq!(lease["metadata"]["name"], allowed[0].as_str(), "{lease}");
 }
 
 #[test]
