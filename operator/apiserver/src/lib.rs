@@ -11,6 +11,7 @@ mod object;
 mod openapi;
 mod patchmeta;
 pub mod pki;
+mod protobuf;
 mod registry;
 mod request;
 mod schema;

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::admission::FieldValidation;
 use crate::error::{ApiError, Result};
+use crate::protobuf;
 use crate::registry::{Registry, ResourceType, crd_resources};
 use crate::request::{Query, Target, parse_target};
 use crate::store::{ResourceKey, Store, StoreError};
@@ -227,17 +228,16 @@ impl Ctx {
             }
             "application/json" | "" | "*/*" => serde_json::from_slice(&self.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?,
-            // No maintained Rust crate decodes Kubernetes protobuf yet (see the README); say what works instead.
-            // No answer makes client-go retry in JSON: its 415 fallback is for CBOR only, and a request's body
-            // is encoded once (e2e/tests/protobuf.rs pins what each kubectl version does).
+            // client-go 0.32+ (kubectl 1.32+, Helm 3.17+) sends built-in kinds in protobuf and never retries a 415
+            // in JSON, so the kinds those clients create are decoded (see `crate::protobuf`).
             "application/vnd.kubernetes.protobuf" => {
-                return Err(ApiError::unsupported_media_type(
-                    "berth does not accept protobuf request bodies (client-go 0.32 and later, in kubectl 1.32 and \
-                     later and Helm 3.17 and later, sends them for built-in kinds, as in `kubectl create \
-                     configmap|secret|namespace|deployment` and Helm's release records); accepted media types include: \
-                     application/json, application/yaml. Use `kubectl create ... --dry-run=client -o yaml | \
-                     kubectl apply -f -` or `kubectl apply -f FILE` instead",
-                ));
+                let rt = &self.target.rt;
+                protobuf::to_json(&self.body, &rt.api_version(), &rt.kind).map_err(|e| match e {
+                    protobuf::Error::Invalid(_) => ApiError::bad_request(e.to_string()),
+                    protobuf::Error::NotDecoded { .. } => {
+                        ApiError::unsupported_media_type(e.to_string())
+                    }
+                })?
             }
             other => {
                 return Err(ApiError::unsupported_media_type(format!(
