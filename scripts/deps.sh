@@ -8,6 +8,7 @@ need gcc gcc
 need make make
 need curl curl
 need python3 python3
+need nft nftables # Pod egress masquerade (berth up) and the network tests
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
