@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -276,6 +277,50 @@ fn build_and_push_images() -> Option<Registry> {
     Some(registry)
 }
 
+/// How a container differs from what its image says: more environment, another command, more mounts.
+#[derive(Default)]
+struct Launch {
+    env: Vec<String>,
+    args: Option<Vec<String>>,
+    mounts: Vec<Value>,
+}
+
+impl Launch {
+    fn env(env: &[&str]) -> Launch {
+        Launch {
+            env: env.iter().map(|e| e.to_string()).collect(),
+            ..Launch::default()
+        }
+    }
+
+    /// The app container of a rendered Stack: its command, arguments and environment, behind `wiring`.
+    fn app_of(stack: &Value, wiring: &[&str]) -> Launch {
+        let app = &stack["spec"]["app"];
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        };
+        let mut env: Vec<String> = wiring.iter().map(|e| e.to_string()).collect();
+        env.extend(app["env"].as_array().into_iter().flatten().map(|e| {
+            format!(
+                "{}={}",
+                e["name"].as_str().unwrap_or_default(),
+                e["value"].as_str().unwrap_or_default()
+            )
+        }));
+        let mut args = strings(&app["command"]);
+        args.extend(strings(&app["args"]));
+        Launch {
+            env,
+            args: Some(args),
+            mounts: Vec::new(),
+        }
+    }
+}
+
 /// A network namespace with loopback up, and the runc containers started in it; all removed on drop.
 struct Sandbox {
     netns: String,
@@ -330,17 +375,29 @@ impl Sandbox {
         bundle
     }
 
-    /// Starts a container from a bundle in the namespace, with extra environment variables.
-    fn start(&mut self, bundle: &Path, name: &str, env: &[&str]) -> String {
+    /// Starts a container from a bundle in the namespace, as the image says with `launch`'s changes.
+    fn start(&mut self, bundle: &Path, name: &str, launch: Launch) -> String {
+        // The image's own configuration, kept aside so that every container of a bundle starts from it.
+        let pristine = bundle.join("image-config.json");
         let config_path = bundle.join("config.json");
+        if !pristine.exists() {
+            fs::copy(&config_path, &pristine).expect("keeping umoci's config.json");
+        }
         let mut config: Value =
-            serde_json::from_slice(&fs::read(&config_path).expect("umoci wrote config.json"))
+            serde_json::from_slice(&fs::read(&pristine).expect("umoci wrote config.json"))
                 .expect("config.json is JSON");
         config["process"]["terminal"] = json!(false);
         let process_env = config["process"]["env"]
             .as_array_mut()
             .expect("the image has an environment");
-        process_env.extend(env.iter().map(|e| json!(e)));
+        process_env.extend(launch.env.iter().map(|e| json!(e)));
+        if let Some(args) = launch.args {
+            config["process"]["args"] = json!(args);
+        }
+        config["mounts"]
+            .as_array_mut()
+            .expect("the config lists mounts")
+            .extend(launch.mounts);
         // Docker's default capabilities: the entrypoints chown their data and drop to their own user.
         let caps = json!([
             "CAP_CHOWN",
@@ -394,6 +451,12 @@ impl Sandbox {
         );
         self.containers.push(id.clone());
         id
+    }
+
+    fn stop(&mut self, id: &str) {
+        let root = self.runc_root.to_string_lossy().into_owned();
+        run_ok("runc", &["--root", &root, "delete", "--force", id]);
+        self.containers.retain(|c| c != id);
     }
 
     fn log(&self, name: &str) -> String {
@@ -478,13 +541,13 @@ fn demo_images_run_postgres_redis_and_the_app_under_runc() {
     let db = sandbox.start(
         &postgres,
         "postgres",
-        &[
+        Launch::env(&[
             "POSTGRES_USER=demo",
             "POSTGRES_PASSWORD=s3cret-pw",
             "POSTGRES_DB=shop",
-        ],
+        ]),
     );
-    let cache = sandbox.start(&redis, "redis", &[]);
+    let cache = sandbox.start(&redis, "redis", Launch::default());
 
     wait_for("PostgreSQL to accept connections", DEADLINE, || {
         sandbox
@@ -558,14 +621,11 @@ fn demo_images_run_postgres_redis_and_the_app_under_runc() {
     );
 
     // The environment berth's controller injects, here with the Pod's loopback for the Services.
-    let web = sandbox.start(
-        &app,
-        "app",
-        &[
-            "DATABASE_URL=postgresql://demo:s3cret-pw@127.0.0.1:5432/shop",
-            "REDIS_URL=redis://127.0.0.1:6379/0",
-        ],
-    );
+    let wiring = [
+        "DATABASE_URL=postgresql://demo:s3cret-pw@127.0.0.1:5432/shop",
+        "REDIS_URL=redis://127.0.0.1:6379/0",
+    ];
+    let web = sandbox.start(&app, "app", Launch::env(&wiring));
     let health = wait_for("the app's /health", DEADLINE, || {
         sandbox.get("http://127.0.0.1:5500/health")
     });
@@ -608,6 +668,69 @@ fn demo_images_run_postgres_redis_and_the_app_under_runc() {
         &[&psql[..], &["SELECT count(*) FROM visits"]].concat(),
     );
     assert_eq!(String::from_utf8_lossy(&logged.stdout).trim(), "2");
+
+    sandbox.stop(&web);
+
+    // The prod overlay's command: gunicorn serves the same app.
+    let prod = Launch::app_of(&render(&samples().join("prod")), &wiring);
+    let web = sandbox.start(&app, "app-prod", prod);
+    let health = wait_for("gunicorn's /health", DEADLINE, || {
+        sandbox.get("http://127.0.0.1:5500/health")
+    });
+    assert_eq!(
+        health.0,
+        200,
+        "{} (log: {})",
+        health.1,
+        sandbox.log("app-prod")
+    );
+    let (_, page) = sandbox
+        .get("http://127.0.0.1:5500/")
+        .expect("gunicorn answers /");
+    assert_eq!(visit_count(&page), visit_count(&second) + 1);
+    assert!(
+        sandbox.log("app-prod").contains("Booting worker"),
+        "{}",
+        sandbox.log("app-prod")
+    );
+    sandbox.stop(&web);
+
+    // The dev overlay's command on a source tree mounted from the host: an edit shows on the next load.
+    let source = sandbox.dir.path().join("source");
+    fs::create_dir(&source).expect("a source directory");
+    fs::set_permissions(&source, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let app_py = source.join("app.py");
+    fs::copy(
+        Server::repo_root().join("examples/flask-app/app.py"),
+        &app_py,
+    )
+    .expect("copying app.py");
+    let mut dev = Launch::app_of(&render(&samples().join("dev")), &wiring);
+    dev.mounts.push(json!({
+        "destination": "/app", "type": "bind", "source": source, "options": ["rbind", "ro"]
+    }));
+    sandbox.start(&app, "app-dev", dev);
+    let (status, page) = wait_for("Flask's /", DEADLINE, || {
+        sandbox.get("http://127.0.0.1:5500/")
+    });
+    assert_eq!(status, 200, "{page} (log: {})", sandbox.log("app-dev"));
+    assert!(page.contains("<h1>Hello from berth</h1>"), "{page}");
+    let edited = fs::read_to_string(&app_py)
+        .expect("reading app.py")
+        .replace(
+            "<h1>Hello from berth</h1>",
+            "<h1>Hello from an edited berth</h1>",
+        );
+    fs::write(&app_py, edited).expect("editing app.py");
+    wait_for("the reloaded app to serve the edit", DEADLINE, || {
+        sandbox
+            .get("http://127.0.0.1:5500/")
+            .filter(|(status, page)| *status == 200 && page.contains("an edited berth"))
+    });
+    assert!(
+        sandbox.log("app-dev").contains("Debugger is active"),
+        "FLASK_DEBUG=1 is on"
+    );
 
     // Redis down: /health says which dependency failed.
     let root = sandbox.runc_root.to_string_lossy().into_owned();
