@@ -10,7 +10,8 @@
 //! - [`ProbeHandle::events`] yields [`ProbeEvent`]s: `Unhealthy` for each failed attempt and `Warning` for a
 //!   redirect the probe did not follow (a Warning Event each, reasons `Unhealthy` and `ProbeWarning`), and
 //!   `Failed` once, when the liveness or startup probe reached its failureThreshold: restart the container and
-//!   spawn a new handle for the new one.
+//!   spawn a new handle for the new one. Keep reading it: the channel holds 64 events, and a full channel
+//!   pauses the probes until there is room again.
 //! - [`Prober::check`] runs one attempt of one probe (exec, httpGet, tcpSocket, grpc).
 //!
 //! httpGet, tcpSocket and grpc connect from inside the Pod's network namespace (see [`connect`]), to the Pod IP
