@@ -1,6 +1,8 @@
 //! Test harness for end-to-end tests: starts the real `berth` binary on a free loopback port with its own
 //! data directory, drives it with the real kubectl and with kube-rs, and kills it when the test ends.
 
+pub mod registry;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -32,7 +32,9 @@ use crate::runtime::{self, ExitStatus, Status, netns};
 
 /// A Pod is looked at again at least this often (a missed exit, a Secret that appeared).
 const RESYNC: Duration = Duration::from_secs(10);
-/// How long a preStop hook may run at most, whatever the grace period.
+/// How long ErrImagePull shows before ImagePullBackOff.
+const SHOW_PULL_ERROR: Duration = Duration::from_secs(2);
+/// The grace period when neither the deletion nor the Pod names one (upstream's default).
 const DEFAULT_GRACE: i64 = 30;
 
 /// One container of the Pod and what the worker knows about it.
@@ -575,24 +577,33 @@ impl Worker {
         image_name: &str,
         field: &str,
     ) -> Option<Image> {
+        // After a failed pull: ErrImagePull until the next pass, then ImagePullBackOff until the backoff ends.
         if let Some(failed_at) = self.slots[i].pull_failed_at {
-            let retry_at = self.slots[i]
-                .pull_backoff
-                .retry_at(failed_at, Duration::ZERO);
-            if Instant::now() < retry_at {
-                let message = format!("Back-off pulling image \"{image_name}\"");
-                self.slots[i].waiting = Some(("ImagePullBackOff".into(), Some(message.clone())));
-                self.wake_at = Some(self.wake_at.map_or(retry_at, |w| w.min(retry_at)));
-                self.event(
-                    EventType::Normal,
-                    "BackOff",
-                    Some(field.to_owned()),
-                    message,
-                )
-                .await;
+            let retry_at = failed_at + self.slots[i].pull_backoff.delay();
+            let shown = failed_at + SHOW_PULL_ERROR;
+            if Instant::now() < shown {
+                self.wake_at = Some(self.wake_at.map_or(shown, |w| w.min(shown)));
                 return None;
             }
-            self.slots[i].pull_backoff.retried();
+            if Instant::now() < retry_at {
+                let message = format!("Back-off pulling image \"{image_name}\"");
+                let entering = self.slots[i]
+                    .waiting
+                    .as_ref()
+                    .is_none_or(|(reason, _)| reason != "ImagePullBackOff");
+                self.slots[i].waiting = Some(("ImagePullBackOff".into(), Some(message.clone())));
+                self.wake_at = Some(self.wake_at.map_or(retry_at, |w| w.min(retry_at)));
+                if entering {
+                    self.event(
+                        EventType::Normal,
+                        "BackOff",
+                        Some(field.to_owned()),
+                        message,
+                    )
+                    .await;
+                }
+                return None;
+            }
         }
         let policy = match PullPolicy::for_container(spec.image_pull_policy.as_deref(), image_name)
         {
@@ -641,10 +652,10 @@ impl Worker {
                 let message = format!("Failed to pull image \"{image_name}\": {err}");
                 self.slots[i].waiting = Some((reason.into(), Some(message.clone())));
                 self.slots[i].pull_failed_at = Some(Instant::now());
-                let retry_at = self.slots[i]
-                    .pull_backoff
-                    .retry_at(Instant::now(), Duration::ZERO);
-                self.wake_at = Some(self.wake_at.map_or(retry_at, |w| w.min(retry_at)));
+                self.slots[i].pull_backoff.retried();
+                // The error shows for a moment before the backoff does.
+                let next = Instant::now() + SHOW_PULL_ERROR;
+                self.wake_at = Some(self.wake_at.map_or(next, |w| w.min(next)));
                 self.event(
                     EventType::Warning,
                     "Failed",

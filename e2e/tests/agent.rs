@@ -1,0 +1,540 @@
+//! The node agent end to end: real kubectl against `berth up` (API server, control plane and agent in one
+//! process, fresh data directory and node name per test), images pulled from a real loopback registry.
+//! Each test stops its `berth up` and runs `berth down` on its data directory, so no container, cgroup or
+//! network namespace outlives it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use berth_e2e::registry::Registry;
+use berth_e2e::{Server, berth_bin, wait_for};
+
+const START: Duration = Duration::from_secs(120);
+
+/// A `berth up` with a registry holding busybox; torn down (containers included) on drop.
+struct Node {
+    server: Server,
+    image: String,
+    _registry: Registry,
+}
+
+impl Node {
+    fn start(test: &str) -> Node {
+        let registry = Registry::start();
+        let image = registry.push_busybox("berth/busybox:1");
+        let name = format!("{test}-{}", std::process::id());
+        let server = Server::start_up(&["--node-name", &name]);
+        let node = Node {
+            server,
+            image,
+            _registry: registry,
+        };
+        wait_for("the node to be Ready", START, || {
+            let out = node.server.kubectl(&[
+                "get",
+                "node",
+                &name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+        });
+        node
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.server.data_dir.path()
+    }
+
+    /// Applies a manifest with `{{IMAGE}}` replaced by the registry's busybox.
+    fn apply(&self, manifest: &str) {
+        let manifest = manifest.replace("{{IMAGE}}", &self.image);
+        let out = self
+            .server
+            .kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn get(&self, pod: &str, jsonpath: &str) -> String {
+        let out = self
+            .server
+            .kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the jsonpath's value satisfies `ok`; returns it.
+    fn wait(
+        &self,
+        pod: &str,
+        jsonpath: &str,
+        deadline: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut last = String::new();
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for(&format!("{pod} {jsonpath}"), deadline, || {
+                last = self.get(pod, jsonpath);
+                ok(&last).then(|| last.clone())
+            })
+        }));
+        match found {
+            Ok(value) => value,
+            Err(_) => panic!(
+                "{pod} {jsonpath}: last value {last:?}\nstatus: {}\nevents: {:?}",
+                self.get(pod, "{.status}"),
+                self.events(pod)
+            ),
+        }
+    }
+
+    /// The reasons and notes of the Events (events.k8s.io, as kube-rs' Recorder writes them) about a Pod.
+    fn events(&self, pod: &str) -> Vec<(String, String)> {
+        let out = self
+            .server
+            .kubectl_ok(&["get", "events.v1.events.k8s.io", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).expect("an event list");
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["regarding"]["name"] == pod)
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_owned(),
+                    e["note"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn has_event(&self, pod: &str, reason: &str, note_contains: &str) -> bool {
+        self.events(pod)
+            .iter()
+            .any(|(r, n)| r == reason && n.contains(note_contains))
+    }
+
+    /// The container's output, read from the kubelet log layout under the data directory.
+    fn log(&self, pod: &str, container: &str, restart: u32) -> String {
+        let uid = self.get(pod, "{.metadata.uid}");
+        let path = self
+            .data_dir()
+            .join("agent/logs")
+            .join(format!("default_{pod}_{uid}"))
+            .join(container)
+            .join(format!("{restart}.log"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // CRI format: `<time> <stream> <F|P> <text>`.
+        text.lines()
+            .filter_map(|line| line.splitn(4, ' ').nth(3))
+            .map(|content| format!("{content}\n"))
+            .collect()
+    }
+
+    /// The runtime id of a container (`berth://<id>`), and its state directory.
+    fn container_dir(&self, pod: &str, index: usize) -> (String, PathBuf) {
+        let id = self.get(
+            pod,
+            &format!("{{.status.containerStatuses[{index}].containerID}}"),
+        );
+        let id = id
+            .strip_prefix("berth://")
+            .unwrap_or_else(|| panic!("containerID {id:?}"))
+            .to_owned();
+        let dir = self.data_dir().join("c").join(&id);
+        (id, dir)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.server.kill();
+        let _ = Command::new(berth_bin())
+            .arg("down")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .status();
+    }
+}
+
+fn pid_of(state_dir: &Path) -> i32 {
+    let text = std::fs::read_to_string(state_dir.join("started.json")).expect("started.json");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("started.json is JSON");
+    value["pid"].as_i64().expect("a pid") as i32
+}
+
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    ["memory", "pids", "cpu,cpuacct", "unified"]
+        .iter()
+        .map(|h| Path::new("/sys/fs/cgroup").join(h).join("berth").join(id))
+        .collect()
+}
+
+#[test]
+fn a_pod_runs_its_init_containers_in_order_then_is_ready_with_its_environment_expanded() {
+    let node = Node::start("agent-ready");
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {MODE: production, COLOR: blue}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: shop}}
+spec:
+  initContainers:
+  - {name: first, image: "{{IMAGE}}", command: [sh, -c, "echo first; sleep 1"]}
+  - {name: second, image: "{{IMAGE}}", command: [sh, -c, "echo second"]}
+  containers:
+  - name: main
+    image: "{{IMAGE}}"
+    command: [sh, -c]
+    args: ["echo host=$(HOST) url='$(URL)' pw=$PASSWORD mode=$MODE cfg=$CFG_COLOR app=$APP ns=$NS img=$FROM_IMAGE lit='$(KEEP)' esc='$$(HOST)'; sleep 3600"]
+    envFrom:
+    - {configMapRef: {name: settings}}
+    - {configMapRef: {name: settings}, prefix: CFG_}
+    env:
+    - {name: HOST, value: db}
+    - {name: URL, value: "pg://$(HOST):5432/$(MISSING)"}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    - {name: NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+"#,
+    );
+    node.wait("web", "{.status.phase}", START, |p| p == "Running");
+    node.wait(
+        "web",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        START,
+        |s| s == "True",
+    );
+    assert_eq!(
+        node.get("web", "{.status.containerStatuses[0].ready}"),
+        "true"
+    );
+    assert_eq!(
+        node.get(
+            "web",
+            "{.status.initContainerStatuses[*].state.terminated.reason}"
+        ),
+        "Completed Completed"
+    );
+    // In order: the second started only after the first finished, the main container after both.
+    let first_done = node.get(
+        "web",
+        "{.status.initContainerStatuses[0].state.terminated.finishedAt}",
+    );
+    let second_start = node.get(
+        "web",
+        "{.status.initContainerStatuses[1].state.terminated.startedAt}",
+    );
+    let second_done = node.get(
+        "web",
+        "{.status.initContainerStatuses[1].state.terminated.finishedAt}",
+    );
+    let main_start = node.get(
+        "web",
+        "{.status.containerStatuses[0].state.running.startedAt}",
+    );
+    assert!(first_done <= second_start, "{first_done} > {second_start}");
+    assert!(second_done <= main_start, "{second_done} > {main_start}");
+    assert_eq!(node.log("web", "first", 0), "first\n");
+    assert_eq!(node.log("web", "second", 0), "second\n");
+    let line = wait_for("the main container's output", START, || {
+        Some(node.log("web", "main", 0)).filter(|l| !l.is_empty())
+    });
+    assert_eq!(
+        line,
+        "host=db url=pg://db:5432/$(MISSING) pw=s3cret mode=production cfg=blue app=shop ns=default \
+         img=image-value lit=$(KEEP) esc=$(HOST)\n"
+    );
+    assert!(
+        node.get("web", "{.status.containerStatuses[0].imageID}")
+            .contains("@sha256:")
+    );
+    assert_eq!(node.get("web", "{.status.hostIP}"), "127.0.0.1");
+    assert!(!node.get("web", "{.status.startTime}").is_empty());
+    for (reason, note) in [
+        ("Pulling", "Pulling image"),
+        ("Pulled", "image"),
+        ("Created", "Created container main"),
+        ("Started", "Started container main"),
+    ] {
+        assert!(
+            node.has_event("web", reason, note),
+            "no {reason} event: {:?}",
+            node.events("web")
+        );
+    }
+}
+
+#[test]
+fn exit_codes_completed_and_crash_loop_backoff_are_reported() {
+    let node = Node::start("agent-exits");
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: job}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: ok, image: "{{IMAGE}}", command: [sh, -c, "exit 0"]}
+  - {name: bad, image: "{{IMAGE}}", command: [sh, -c, "exit 3"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - {name: c, image: "{{IMAGE}}", command: [sh, -c, "echo crashing; exit 1"]}
+"#,
+    );
+    node.wait("job", "{.status.phase}", START, |p| p == "Failed");
+    assert_eq!(
+        node.get(
+            "job",
+            "{.status.containerStatuses[*].state.terminated.reason}"
+        ),
+        "Completed Error"
+    );
+    assert_eq!(
+        node.get(
+            "job",
+            "{.status.containerStatuses[*].state.terminated.exitCode}"
+        ),
+        "0 3"
+    );
+    assert_eq!(
+        node.get("job", "{.status.containerStatuses[1].restartCount}"),
+        "0"
+    );
+
+    // The first restart is immediate, the next after 10 s: waiting in CrashLoopBackOff in between.
+    node.wait(
+        "crasher",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        START,
+        |r| r == "CrashLoopBackOff",
+    );
+    let first = node.get("crasher", "{.status.containerStatuses[0].restartCount}");
+    let restarted = node.wait(
+        "crasher",
+        "{.status.containerStatuses[0].restartCount}",
+        Duration::from_secs(90),
+        |n| n.parse::<u32>().unwrap_or(0) >= 2 && n != first,
+    );
+    assert!(restarted.parse::<u32>().unwrap() > first.parse::<u32>().unwrap());
+    assert_eq!(
+        node.get(
+            "crasher",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "1"
+    );
+    assert_eq!(node.get("crasher", "{.status.phase}"), "Running");
+    assert_eq!(
+        node.log("crasher", "c", 1),
+        "crashing\n",
+        "one log file per attempt"
+    );
+    assert!(
+        node.has_event(
+            "crasher",
+            "BackOff",
+            "Back-off restarting failed container c"
+        ),
+        "{:?}",
+        node.events("crasher")
+    );
+}
+
+#[test]
+fn memory_limit_oom_kills_and_a_missing_image_backs_off() {
+    let node = Node::start("agent-oom");
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: "{{IMAGE}}"
+    command: [sh, -c, "dd if=/dev/zero of=/dev/null bs=64M count=4"]
+    resources: {limits: {memory: 32Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nothere}
+spec:
+  containers:
+  - {name: c, image: "{{IMAGE}}-does-not-exist", command: [sh]}
+"#,
+    );
+    node.wait("hog", "{.status.phase}", START, |p| p == "Failed");
+    assert_eq!(
+        node.get(
+            "hog",
+            "{.status.containerStatuses[0].state.terminated.reason}"
+        ),
+        "OOMKilled"
+    );
+    assert_eq!(
+        node.get(
+            "hog",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "137"
+    );
+
+    node.wait(
+        "nothere",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        START,
+        |r| r == "ErrImagePull",
+    );
+    node.wait(
+        "nothere",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        START,
+        |r| r == "ImagePullBackOff",
+    );
+    assert_eq!(node.get("nothere", "{.status.phase}"), "Pending");
+    assert!(
+        node.has_event("nothere", "Failed", "Failed to pull image"),
+        "{:?}",
+        node.events("nothere")
+    );
+    assert!(
+        node.has_event("nothere", "BackOff", "Back-off pulling image"),
+        "{:?}",
+        node.events("nothere")
+    );
+}
+
+#[test]
+fn deleting_a_pod_removes_its_processes_cgroups_and_state() {
+    let node = Node::start("agent-delete");
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: doomed}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - {name: c, image: "{{IMAGE}}", command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]}
+"#,
+    );
+    node.wait("doomed", "{.status.phase}", START, |p| p == "Running");
+    let (id, dir) = node.container_dir("doomed", 0);
+    let pid = pid_of(&dir);
+    let uid = node.get("doomed", "{.metadata.uid}");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert!(
+        cgroup_dirs(&id).iter().any(|d| d.exists()),
+        "no cgroup for {id}"
+    );
+
+    node.server
+        .kubectl_ok(&["delete", "pod", "doomed", "--timeout=60s"]);
+    wait_for("the Pod object to go", START, || {
+        let out = node.server.kubectl(&["get", "pod", "doomed"]);
+        (!out.status.success()).then_some(())
+    });
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} still runs"
+    );
+    assert!(!dir.exists(), "{} is left", dir.display());
+    for cgroup in cgroup_dirs(&id) {
+        assert!(!cgroup.exists(), "{} is left", cgroup.display());
+    }
+    let agent = node.data_dir().join("agent");
+    assert!(!agent.join("pods").join(&uid).exists(), "records left");
+    assert!(
+        std::fs::read_dir(agent.join("netns"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "a network namespace is left"
+    );
+    assert!(
+        !agent
+            .join("logs")
+            .join(format!("default_doomed_{uid}"))
+            .exists()
+    );
+}
+
+#[test]
+fn a_killed_agent_readopts_running_containers_without_restarting_them() {
+    let mut node = Node::start("agent-readopt");
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: survivor}
+spec:
+  containers:
+  - {name: c, image: "{{IMAGE}}", command: [sh, -c, "sleep 3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: flaky}
+spec:
+  containers:
+  - {name: c, image: "{{IMAGE}}", command: [sh, -c, "sleep 2; exit 1"]}
+"#,
+    );
+    node.wait("survivor", "{.status.phase}", START, |p| p == "Running");
+    node.wait(
+        "flaky",
+        "{.status.containerStatuses[0].restartCount}",
+        START,
+        |n| n.parse::<u32>().unwrap_or(0) >= 1,
+    );
+    let (_, dir) = node.container_dir("survivor", 0);
+    let pid = pid_of(&dir);
+    let started = node.get(
+        "survivor",
+        "{.status.containerStatuses[0].state.running.startedAt}",
+    );
+
+    node.server.restart();
+    let flaky_after = node.get("flaky", "{.status.containerStatuses[0].restartCount}");
+    // The restarted agent has looked at both Pods once the flaky one counts on from where it was.
+    node.wait(
+        "flaky",
+        "{.status.containerStatuses[0].restartCount}",
+        START,
+        |n| n.parse::<u32>().unwrap_or(0) > flaky_after.parse::<u32>().unwrap_or(0),
+    );
+    assert_eq!(node.get("survivor", "{.status.phase}"), "Running");
+    assert_eq!(
+        node.get("survivor", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert_eq!(
+        node.get(
+            "survivor",
+            "{.status.containerStatuses[0].state.running.startedAt}"
+        ),
+        started
+    );
+    assert_eq!(pid_of(&dir), pid, "the container was restarted");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+}
