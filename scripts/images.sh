@@ -262,6 +262,7 @@ build_all() {
   build_base
   local name tag
   declare -gA tags=()
+  rebuilt=0
   for name in "${images[@]}"; do
     load_recipe "$name"
     tag=$(image_tag "$name")
@@ -270,6 +271,7 @@ build_all() {
     else
       build_image "$name" "$tag"
       say "$name: built $tag"
+      rebuilt=1
     fi
     prune_tags "$name" "$tag"
     tags[$name]=$tag
@@ -328,6 +330,16 @@ EOF
   flock -u 8
 }
 
+# After a rebuild the registry holds the replaced images' blobs; its garbage collector needs it stopped.
+collect_registry_garbage() {
+  ((rebuilt)) && registry_pid >/dev/null || return 0
+  stop_registry
+  docker-registry garbage-collect --delete-untagged "$registry_dir/config.yml" >"$registry_dir/gc.log" 2>&1 ||
+    say "registry: garbage collection failed (log: $registry_dir/gc.log)"
+  say "registry: removed the blobs of earlier builds ($(du -sh "$registry_dir/storage" | cut -f1) left)"
+  start_registry
+}
+
 stop_registry() {
   local pid
   if pid=$(registry_pid); then
@@ -357,6 +369,7 @@ case $command in
     build_all
     start_registry
     push_all
+    collect_registry_garbage
     say "done in $((SECONDS - start)) s; the registry keeps running (stop it with: scripts/images.sh stop)"
     ;;
   build)
