@@ -399,7 +399,7 @@ mod tests {
         let all = collect(read(path.clone(), LogOptions::default(), pending())).await;
         let got: Vec<&str> = all.lines().collect();
         // Rotation dropped the oldest; what is kept is in order and ends with the newest line.
-        assert!(got.len() >= 10 && got.len() < 30, "{}", got.len());
+        assert!(got.len() >= 7 && got.len() < 30, "{}", got.len());
         assert_eq!(got.last(), Some(&refs[29]));
         assert!(got.windows(2).all(|w| w[0] < w[1]));
 

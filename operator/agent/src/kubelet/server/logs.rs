@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 use super::{State as Shared, find, flag, status};
@@ -23,7 +23,7 @@ pub(super) async fn container_logs(
     let previous = flag(query.get("previous"));
     let container = match find(&state, &target, previous) {
         Ok(container) => container,
-        Err(response) => return response,
+        Err(missing) => return missing.into_response(),
     };
     tracing::debug!(container = %container.id, ?options, "streaming a log");
     let runtime = state.runtime.clone();

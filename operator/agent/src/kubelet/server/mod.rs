@@ -209,23 +209,33 @@ fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Respons
     (code, axum::Json(body)).into_response()
 }
 
-/// The container a request names, or the answer that it is not there.
+/// The container a request names, or the 404 that it is not there (the answer to send as it is).
 fn find(
     state: &State,
     (namespace, pod, container): &(String, String, String),
     previous: bool,
-) -> Result<ContainerRef, Response> {
+) -> Result<ContainerRef, NotFound> {
     state
         .lookup
         .find(namespace, pod, container, previous)
         .ok_or_else(|| {
-            let what = if previous {
+            NotFound(if previous {
                 format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
             } else {
-                format!("container \"{container}\" in pod \"{namespace}/{pod}\" is not known on this node")
-            };
-            status(StatusCode::NOT_FOUND, "NotFound", what)
+                format!(
+                    "container \"{container}\" in pod \"{namespace}/{pod}\" is not known on this node"
+                )
+            })
         })
+}
+
+/// A container that is not there.
+struct NotFound(String);
+
+impl IntoResponse for NotFound {
+    fn into_response(self) -> Response {
+        status(StatusCode::NOT_FOUND, "NotFound", self.0)
+    }
 }
 
 /// Whether a query flag is set: `1` or `true` (the kubelet's names and kubectl's spellings).

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::StatusCode;
@@ -112,7 +112,7 @@ async fn session(
     }
     let container = match find(&state, &target, false) {
         Ok(container) => container,
-        Err(response) => return response,
+        Err(missing) => return missing.into_response(),
     };
     if !container.running {
         return bad(format!(
