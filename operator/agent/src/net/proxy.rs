@@ -46,31 +46,40 @@ impl Network {
         pod_ip: Ipv4Addr,
     ) -> Result<(), Error> {
         self.unpublish(pod_uid).await;
-        let mut proxies = Vec::with_capacity(ports.len());
+        // Every socket is bound before any proxy starts: on an error the bound ones close right here, as
+        // they drop, instead of with an aborted task some time later.
+        let mut bound = Vec::with_capacity(ports.len());
         for port in ports {
             let listen = SocketAddr::new(
                 port.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                 port.host_port,
             );
-            let target = SocketAddr::new(IpAddr::V4(pod_ip), port.container_port);
             let taken = |source| Error::PortInUse {
                 protocol: port.protocol,
                 addr: listen,
                 source,
             };
-            let task = match port.protocol {
-                Protocol::Tcp => {
-                    let listener = bind_tcp(listen).map_err(taken)?;
-                    tokio::spawn(serve_tcp(listener, target))
-                }
-                Protocol::Udp => {
-                    let socket = bind_udp(listen).map_err(taken)?;
-                    tokio::spawn(serve_udp(Arc::new(socket), target))
-                }
+            let socket = match port.protocol {
+                Protocol::Tcp => Bound::Tcp(bind_tcp(listen).map_err(taken)?),
+                Protocol::Udp => Bound::Udp(bind_udp(listen).map_err(taken)?),
             };
-            tracing::info!(pod_uid, protocol = %port.protocol, %listen, %target, "host port published");
-            proxies.push(Proxy { task });
+            bound.push((
+                socket,
+                listen,
+                SocketAddr::new(IpAddr::V4(pod_ip), port.container_port),
+            ));
         }
+        let proxies = bound
+            .into_iter()
+            .map(|(socket, listen, target)| {
+                let task = match socket {
+                    Bound::Tcp(listener) => tokio::spawn(serve_tcp(listener, target)),
+                    Bound::Udp(socket) => tokio::spawn(serve_udp(Arc::new(socket), target)),
+                };
+                tracing::info!(pod_uid, %listen, %target, "host port published");
+                Proxy { task }
+            })
+            .collect();
         self.lock_proxies().insert(pod_uid.to_owned(), proxies);
         Ok(())
     }
@@ -87,6 +96,11 @@ impl Network {
         // Only inserts and removes happen under this lock; a poisoned map is still a valid map.
         self.proxies.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+enum Bound {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
 }
 
 /// Binds with SO_REUSEADDR (a restarted agent rebinds over TIME_WAIT) but never SO_REUSEPORT, so a port in
