@@ -847,3 +847,101 @@ proptest! {
         let _ = to_json(&body, api_version, kind);
     }
 }
+
+/// The kind each recorded command creates, as (fixture name, apiVersion, kind).
+const RECORDED: &[(&str, &str, &str)] = &[
+    ("configmap", "v1", "ConfigMap"),
+    ("secret-generic", "v1", "Secret"),
+    ("secret-docker-registry", "v1", "Secret"),
+    ("namespace", "v1", "Namespace"),
+    ("serviceaccount", "v1", "ServiceAccount"),
+    ("role", "rbac.authorization.k8s.io/v1", "Role"),
+    ("rolebinding", "rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("clusterrole", "rbac.authorization.k8s.io/v1", "ClusterRole"),
+    (
+        "clusterrole-aggregation",
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+    ),
+    (
+        "clusterrolebinding",
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+    ),
+    ("priorityclass", "scheduling.k8s.io/v1", "PriorityClass"),
+    ("service-clusterip", "v1", "Service"),
+    ("service-nodeport", "v1", "Service"),
+    ("service-externalname", "v1", "Service"),
+    ("service-loadbalancer", "v1", "Service"),
+    ("service-headless", "v1", "Service"),
+];
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/protobuf/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What kubectl 1.33 sends in protobuf converts to exactly what kubectl 1.31 sends in JSON for the same
+/// `kubectl create` command.
+#[test]
+fn kubectl_1_33_protobuf_bodies_convert_to_kubectl_1_31_json_bodies() {
+    for (name, api_version, kind) in RECORDED {
+        let protobuf = fixture(&format!("{name}.pb"));
+        let converted =
+            to_json(&protobuf, api_version, kind).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let json: Value =
+            serde_json::from_slice(&fixture(&format!("{name}.json"))).expect("recorded JSON");
+        assert_eq!(converted, json, "{name}");
+    }
+}
+
+#[test]
+fn kubectl_1_33_deployment_body_gets_the_415() {
+    let err = to_json(&fixture("deployment.pb"), "apps/v1", "Deployment").unwrap_err();
+    assert!(matches!(err, Error::NotDecoded { .. }), "{err}");
+}
+
+#[test]
+fn truncated_recorded_bodies_never_panic() {
+    for (name, api_version, kind) in RECORDED {
+        let body = fixture(&format!("{name}.pb"));
+        for end in 0..body.len() {
+            if let Err(Error::NotDecoded { .. }) = to_json(&body[..end], api_version, kind) {
+                panic!("{name} cut at {end} was taken for another kind");
+            }
+        }
+    }
+}
+
+/// Helm 4 keeps each release revision in a Secret it creates and updates with protobuf bodies, and deletes
+/// with protobuf DeleteOptions (in the Secret's group version, with nothing set).
+#[test]
+fn helm_release_records_and_delete_options_decode() {
+    for name in [
+        "helm-release-secret-create.pb",
+        "helm-release-secret-update.pb",
+    ] {
+        let secret =
+            to_json(&fixture(name), "v1", "Secret").unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(secret["type"], "helm.sh/release.v1", "{name}");
+        assert_eq!(secret["metadata"]["labels"]["owner"], "helm", "{name}");
+        assert_eq!(
+            secret["metadata"]["creationTimestamp"],
+            Value::Null,
+            "{name}"
+        );
+        let release = secret["data"]["release"].as_str().unwrap_or_default();
+        assert!(
+            release.len() > 1000,
+            "{name}: the release record is kept whole"
+        );
+    }
+    let options =
+        to_json(&fixture("helm-delete-options.pb"), "v1", "Secret").expect("DeleteOptions");
+    assert_eq!(
+        options,
+        json!({"apiVersion": "v1", "kind": "DeleteOptions"})
+    );
+}
