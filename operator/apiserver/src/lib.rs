@@ -2,6 +2,7 @@
 //! it unchanged. Objects live in SQLite (durable on acknowledgement); watches are served from memory.
 
 mod admission;
+mod convert;
 mod crd;
 pub mod error;
 mod fieldmanager;

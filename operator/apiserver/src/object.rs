@@ -1,6 +1,8 @@
 //! Small helpers over objects held as JSON: metadata access, timestamps, and the shape an object takes when it
 //! is served at a particular version.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::registry::ResourceType;
@@ -115,14 +117,35 @@ pub fn spec_changed(rt: &ResourceType, old: &Value, new: &Value) -> bool {
     strip(old) != strip(new)
 }
 
-/// The object as served at `rt`'s version: custom resources are stored at one version and served at any.
+/// The object as served at `rt`'s version: custom resources are stored at one version and served at any, and
+/// some resources are served from another one's storage (events.k8s.io Events from core Events).
 pub fn served(rt: &ResourceType, object: &Value) -> Value {
-    let mut object = object.clone();
+    let mut object = match rt.conversion {
+        Some(conversion) => conversion.to_served(object),
+        None => object.clone(),
+    };
     if let Some(map) = object.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(rt.api_version()));
         map.insert("kind".into(), Value::String(rt.kind.clone()));
     }
     object
+}
+
+/// A served object (a client's write, once admitted) in the form it is stored in.
+pub fn stored(rt: &ResourceType, object: Value) -> Value {
+    match rt.conversion {
+        Some(conversion) => conversion.to_storage(&object),
+        None => object,
+    }
+}
+
+/// A stored object as the writes to `rt` compare against it: [`served`] when `rt` is served from another
+/// resource's storage, else the object itself.
+pub fn write_view<'a>(rt: &ResourceType, stored: &'a Value) -> Cow<'a, Value> {
+    match rt.conversion {
+        Some(_) => Cow::Owned(served(rt, stored)),
+        None => Cow::Borrowed(stored),
+    }
 }
 
 /// Removes empty lists and maps from metadata, as upstream omits them.

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::convert::{self, Conversion};
 use crate::store::ResourceKey;
 
 /// What `status` looks like when an object of this kind is created.
@@ -50,6 +51,8 @@ pub struct ResourceType {
     pub unconditional_update: bool,
     /// Where the `scale` subresource reads and writes replicas, when the resource has one.
     pub scale: Option<ScalePaths>,
+    /// Served from another resource's storage, converted on the way in and out (events.k8s.io Events).
+    pub conversion: Option<Conversion>,
 }
 
 /// JSON paths (dotted, without the leading dot) behind a `scale` subresource.
@@ -72,8 +75,12 @@ impl ScalePaths {
 }
 
 impl ResourceType {
+    /// Where the objects live: the resource's own storage, or the one it is served from.
     pub fn key(&self) -> ResourceKey {
-        ResourceKey::new(&self.group, &self.resource)
+        match self.conversion {
+            Some(conversion) => conversion.storage(),
+            None => ResourceKey::new(&self.group, &self.resource),
+        }
     }
 
     pub fn api_version(&self) -> String {
@@ -195,6 +202,7 @@ struct Builtin {
     generation: bool,
     field_labels: &'static [(&'static str, &'static str)],
     scale: bool,
+    conversion: Option<Conversion>,
     decode: fn(&Value) -> Result<(), String>,
 }
 
@@ -221,6 +229,7 @@ fn kind<T: DeserializeOwned>(
         generation: false,
         field_labels: &[],
         scale: false,
+        conversion: None,
         decode: typed::<T>,
     }
 }
@@ -256,6 +265,12 @@ impl Builtin {
     /// Has a `scale` subresource over `spec.replicas`.
     fn scale(mut self) -> Self {
         self.scale = true;
+        self
+    }
+
+    /// Served from another resource's storage through `conversion`.
+    fn served_from(mut self, conversion: Conversion) -> Self {
+        self.conversion = Some(conversion);
         self
     }
 
@@ -406,7 +421,10 @@ fn builtins() -> Vec<Builtin> {
             .generation()
             .scale(),
         // events.k8s.io
-        kind::<events::Event>("events.k8s.io", "v1", "events", "Event", NAMESPACED).short(&["ev"]),
+        kind::<events::Event>("events.k8s.io", "v1", "events", "Event", NAMESPACED)
+            .short(&["ev"])
+            .served_from(Conversion::EventsV1)
+            .fields(convert::EVENTS_V1_FIELD_LABELS),
         // autoscaling
         kind::<autoscaling::HorizontalPodAutoscaler>(
             "autoscaling",
@@ -627,6 +645,7 @@ impl From<Builtin> for ResourceType {
             schema: Schema::Typed(b.decode),
             unconditional_update: true,
             scale: b.scale.then(ScalePaths::builtin),
+            conversion: b.conversion,
         }
     }
 }
@@ -706,6 +725,7 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceType> {
                         label_selector: Some(path("labelSelectorPath")).filter(|p| !p.is_empty()),
                     }
                 }),
+                conversion: None,
             }
         })
         .collect()

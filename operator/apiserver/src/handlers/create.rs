@@ -95,6 +95,7 @@ pub async fn create_object(
     if let Tracking::Update(manager) = tracking {
         FieldManager::new(&rt, None).update(None, &mut object, manager);
     }
+    let object = object::stored(&rt, object);
 
     let name = object::name(&object).unwrap_or_default().to_owned();
     let mut target = ctx.target.clone();

@@ -191,7 +191,11 @@ pub async fn delete_object(
             Err(StoreError::Conflict) => {
                 old = app
                     .store
-                    .get(&target.rt.key(), target.store_namespace(), object::name(&old).unwrap_or_default())
+                    .get(
+                        &target.rt.key(),
+                        target.store_namespace(),
+                        object::name(&old).unwrap_or_default(),
+                    )
                     .ok_or_else(|| ApiError::not_found(target.subject()))?;
             }
             Err(other) => return Err(store_error(target, other)),

@@ -148,12 +148,14 @@ pub async fn update_object_as(
     } = options;
     let rt = &target.rt;
     let old_rv = store::stored_rv(old);
+    // `new` is as the client sees the object; so must `old` be wherever the two are compared.
+    let old_view = object::write_view(rt, old);
     if expected_rv.is_some() && expected_rv != old_rv {
         return Err(store_error(target, StoreError::Conflict));
     }
     if target.subresource.as_deref() == Some("status") {
         // A status write changes status and nothing else.
-        let mut merged = old.as_ref().clone();
+        let mut merged = old_view.as_ref().clone();
         match new.get("status") {
             Some(status) => merged["status"] = status.clone(),
             None => {
@@ -172,7 +174,10 @@ pub async fn update_object_as(
         }
         new = merged;
     } else {
-        let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
+        let old_meta = old_view["metadata"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let meta = object::meta_mut(&mut new);
         for key in [
             "uid",
@@ -189,7 +194,7 @@ pub async fn update_object_as(
         }
         meta.remove("selfLink");
         if rt.status_subresource {
-            match old.get("status") {
+            match old_view.get("status") {
                 Some(status) => new["status"] = status.clone(),
                 None => {
                     if let Some(map) = new.as_object_mut() {
@@ -218,12 +223,12 @@ pub async fn update_object_as(
                 ));
             }
         }
-        admission::prepare_update(&app.registry, rt, &mut new, old);
+        admission::prepare_update(&app.registry, rt, &mut new, &old_view);
     }
     let generation = object::generation(old).max(1);
     let meta = object::meta_mut(&mut new);
     if rt.generation {
-        let bumped = generation + i64::from(object::spec_changed(rt, old, &new));
+        let bumped = generation + i64::from(object::spec_changed(rt, &old_view, &new));
         new["metadata"]["generation"] = json!(bumped);
     } else {
         meta.remove("generation");
@@ -232,8 +237,13 @@ pub async fn update_object_as(
     object::tidy_metadata(&mut new);
     let warnings = admission::admit(rt, &mut new, fields)?;
     if let Tracking::Update(manager) = tracking {
-        FieldManager::new(rt, target.subresource.as_deref()).update(Some(old), &mut new, manager);
+        FieldManager::new(rt, target.subresource.as_deref()).update(
+            Some(old_view.as_ref()),
+            &mut new,
+            manager,
+        );
     }
+    let new = object::stored(rt, new);
     if dry_run {
         return Ok((Arc::new(new), warnings));
     }

@@ -494,6 +494,7 @@ static CORE_EVENT: Printer = Printer::new(EVENT_COLUMNS, |e, now| {
             first: &e["firstTimestamp"],
             last: &e["lastTimestamp"],
             count: &e["count"],
+            reporting_controller: &e["reportingComponent"],
         },
         e,
         now,
@@ -510,6 +511,7 @@ static EVENTS_EVENT: Printer = Printer::new(EVENT_COLUMNS, |e, now| {
             first: &e["deprecatedFirstTimestamp"],
             last: &e["deprecatedLastTimestamp"],
             count: &e["deprecatedCount"],
+            reporting_controller: &e["reportingController"],
         },
         e,
         now,
@@ -525,6 +527,8 @@ struct EventView<'a> {
     first: &'a Value,
     last: &'a Value,
     count: &'a Value,
+    /// core/v1 serializes the reporting controller as `reportingComponent`.
+    reporting_controller: &'a Value,
 }
 
 fn event(view: &EventView, e: &Value, now: Timestamp) -> Vec<Value> {
@@ -551,7 +555,7 @@ fn event(view: &EventView, e: &Value, now: Timestamp) -> Vec<Value> {
         "" => kind,
         n => format!("{kind}/{n}"),
     };
-    let component = [text(view.source_component), text(&e["reportingController"])]
+    let component = [text(view.source_component), text(view.reporting_controller)]
         .into_iter()
         .find(|s| !s.is_empty())
         .unwrap_or_default();
@@ -1127,6 +1131,18 @@ mod tests {
                 json!("web.1")
             ]
         );
+    }
+
+    #[test]
+    fn core_events_without_a_source_name_their_reporting_component() {
+        let e = json!({
+            "metadata": {"name": "s.1"},
+            "involvedObject": {"kind": "Stack", "name": "shop"},
+            "reason": "Reconciled", "type": "Normal", "message": "all good",
+            "reportingComponent": "berth.dev/controller", "reportingInstance": "host-1",
+            "eventTime": ago(90)
+        });
+        assert_eq!(cells(&CORE_EVENT, e)[5], "berth.dev/controller, host-1");
     }
 
     #[test]

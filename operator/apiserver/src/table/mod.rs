@@ -344,22 +344,25 @@ impl Tabulator {
         })
     }
 
-    fn row(&self, object: &Value, now: Timestamp) -> Value {
+    fn row(&self, stored: &Value, now: Timestamp) -> Value {
+        // Printers read the object as served: events.k8s.io Events have names of their own.
+        let object = object::served(&self.rt, stored);
+        let cells = self.convertor.cells(&object, now);
+        let conditions = self.convertor.conditions(&object);
         let mut row = json!({
-            "cells": self.convertor.cells(object, now),
+            "cells": cells,
             "object": self.row_object(object),
         });
-        let conditions = self.convertor.conditions(object);
         if !conditions.is_empty() {
             row["conditions"] = Value::Array(conditions);
         }
         row
     }
 
-    fn row_object(&self, object: &Value) -> Value {
+    fn row_object(&self, object: Value) -> Value {
         match self.request.include {
             Include::None => Value::Null,
-            Include::Object => object::served(&self.rt, object),
+            Include::Object => object,
             Include::Metadata => json!({
                 "kind": "PartialObjectMetadata",
                 "apiVersion": format!("{META_GROUP}/{}", self.request.version),
