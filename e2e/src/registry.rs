@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// The busybox applets the test image links (`/bin/<applet>` → `busybox`).
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "dd", "env", "true", "false", "ls", "id", "test", "head",
-    "touch", "date", "printf", "kill", "ps", "mkdir", "grep", "wc",
+    "touch", "date", "printf", "kill", "ps", "mkdir", "grep", "wc", "rm",
 ];
 
 /// A running `docker-registry`; see the module docs.

@@ -223,6 +223,17 @@ spec:
         node.get("web", "{.status.containerStatuses[0].ready}"),
         "true"
     );
+    // Through the API server's proxy to the kubelet endpoint.
+    let logs = wait_for("kubectl logs", START, || {
+        let out = node.server.kubectl(&["logs", "web", "-c", "main"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    });
+    assert!(logs.starts_with("host=db "), "{logs}");
+    assert_eq!(
+        node.server.kubectl_ok(&["logs", "web", "-c", "first"]),
+        "first\n"
+    );
     assert_eq!(
         node.get(
             "web",
@@ -348,6 +359,10 @@ spec:
         node.log("crasher", "c", 1),
         "crashing\n",
         "one log file per attempt"
+    );
+    assert_eq!(
+        node.server.kubectl_ok(&["logs", "crasher", "--previous"]),
+        "crashing\n"
     );
     assert!(
         node.has_event(
@@ -537,4 +552,64 @@ spec:
     );
     assert_eq!(pid_of(&dir), pid, "the container was restarted");
     assert!(Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn readiness_flips_ready_and_a_failing_liveness_probe_restarts_the_container() {
+    let node = Node::start("agent-probes");
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: "{{IMAGE}}"
+    command: [sh, -c, "touch /ready; sleep 6; rm /ready; sleep 4; touch /die; sleep 3600"]
+    readinessProbe: {exec: {command: [test, -e, /ready]}, periodSeconds: 1, failureThreshold: 1}
+    livenessProbe: {exec: {command: [test, '!', -e, /die]}, periodSeconds: 1, failureThreshold: 1}
+"#,
+    );
+    let ready = "{.status.conditions[?(@.type==\"Ready\")].status}";
+    node.wait("probed", ready, START, |s| s == "True");
+    assert_eq!(
+        node.get("probed", "{.status.containerStatuses[0].ready}"),
+        "true"
+    );
+    node.wait("probed", ready, Duration::from_secs(30), |s| s == "False");
+    assert_eq!(
+        node.get("probed", "{.status.containerStatuses[0].restartCount}"),
+        "0",
+        "readiness alone turned the Pod unready, without a restart"
+    );
+    assert_eq!(
+        node.get(
+            "probed",
+            "{.status.containerStatuses[0].state.running.startedAt}"
+        )
+        .is_empty(),
+        false
+    );
+    node.wait(
+        "probed",
+        "{.status.containerStatuses[0].restartCount}",
+        Duration::from_secs(60),
+        |n| n.parse::<u32>().unwrap_or(0) >= 1,
+    );
+    assert!(
+        node.has_event(
+            "probed",
+            "Killing",
+            "failed liveness probe, will be restarted"
+        ),
+        "{:?}",
+        node.events("probed")
+    );
+    assert!(
+        node.has_event("probed", "Unhealthy", "Readiness probe failed"),
+        "{:?}",
+        node.events("probed")
+    );
 }

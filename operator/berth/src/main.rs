@@ -40,6 +40,9 @@ struct UpArgs {
     /// The name of this machine's Node (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
+    /// Where the kubelet endpoint listens (`kubectl logs`, `exec`, `attach`); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    kubelet_listen: SocketAddr,
 }
 
 /// `berth agent`: the node agent alone, against any Kubernetes API server.
@@ -54,6 +57,13 @@ struct AgentArgs {
     /// The name of this machine's Node (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
+    /// Where the kubelet endpoint listens (`kubectl logs`, `exec`, `attach`).
+    #[arg(long, default_value = "127.0.0.1:10250")]
+    kubelet_listen: SocketAddr,
+    /// The data directory of the `berth apiserver` this agent serves, for its CA (the endpoint's certificate
+    /// and the API server's client certificate both chain to it); without it the endpoint is off.
+    #[arg(long)]
+    apiserver_data_dir: Option<PathBuf>,
 }
 
 /// `berth controller`: where the API is, and how this replica runs.
@@ -243,7 +253,10 @@ fn agent(args: AgentArgs) -> Result<()> {
         let node = args
             .node_name
             .unwrap_or_else(berth_agent::kubelet::default_node_name);
-        let config = berth_agent::kubelet::Config::new(args.data_dir, node);
+        let mut config = berth_agent::kubelet::Config::new(args.data_dir, node.clone());
+        if let Some(pki_dir) = &args.apiserver_data_dir {
+            config.server = Some(kubelet_server(pki_dir, &node, args.kubelet_listen)?);
+        }
         berth_agent::kubelet::run(client, config, interrupted()).await?;
         Ok(())
     })
@@ -373,13 +386,41 @@ async fn start_agent(
         .node_name
         .clone()
         .unwrap_or_else(berth_agent::kubelet::default_node_name);
-    let config = berth_agent::kubelet::Config::new(data_dir, node);
+    let mut config = berth_agent::kubelet::Config::new(data_dir.clone(), node.clone());
+    config.server = Some(kubelet_server(&data_dir, &node, up.kubelet_listen)?);
     Ok(tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
         };
         berth_agent::kubelet::run(client, config, shutdown).await
     }))
+}
+
+/// The kubelet endpoint's settings: a serving certificate from the CA of the API server's data directory, and
+/// that CA's kubelet client as the only client it admits.
+fn kubelet_server(
+    apiserver_data_dir: &Path,
+    node: &str,
+    listen: SocketAddr,
+) -> Result<berth_agent::kubelet::server::ServerConfig> {
+    let serving = berth_apiserver::pki::issue_kubelet_serving(
+        apiserver_data_dir,
+        &[listen.ip()],
+        &[node.to_owned()],
+    )
+    .context("issuing the kubelet endpoint's certificate")?;
+    let trust = berth_apiserver::pki::kubelet_client_trust(apiserver_data_dir)
+        .context("reading the cluster CA")?;
+    let mut config = berth_agent::kubelet::server::ServerConfig::new(
+        berth_agent::kubelet::server::TlsIdentity {
+            cert_pem: serving.cert_pem,
+            key_pem: serving.key_pem,
+            client_ca_pem: trust.ca_pem,
+            client_name: trust.client_name.to_owned(),
+        },
+    );
+    config.listen = listen;
+    Ok(config)
 }
 
 /// Starts the Stack controller as a client of the API server that just started, until `stopped` fires.

@@ -10,6 +10,7 @@ mod backoff;
 mod container;
 mod down;
 pub mod env;
+mod lookup;
 mod node;
 mod pod;
 pub mod probe;
@@ -56,6 +57,8 @@ pub enum Error {
     },
     #[error("the Pod watch ended")]
     WatchEnded,
+    #[error("kubelet endpoint: {0}")]
+    Server(#[from] server::Error),
 }
 
 /// How the agent runs on this node.
@@ -67,6 +70,8 @@ pub struct Config {
     pub pids_limit: Option<i64>,
     /// Registries reached over plain http beside loopback ones.
     pub insecure_registries: Vec<String>,
+    /// The kubelet endpoint (`kubectl logs`, `exec`, `attach`); none without a TLS identity.
+    pub server: Option<server::ServerConfig>,
 }
 
 impl Config {
@@ -76,6 +81,7 @@ impl Config {
             node_name: node_name.into(),
             pids_limit: Some(4096),
             insecure_registries: Vec::new(),
+            server: None,
         }
     }
 
@@ -96,6 +102,10 @@ pub(crate) struct Context {
     pub machine: node::Machine,
     pub host_ip: String,
     pub pids_limit: Option<i64>,
+    pub prober: probe::Prober,
+    pub volumes: volumes::Volumes,
+    /// What the kubelet endpoint finds containers by.
+    pub directory: lookup::Directory,
     /// Pods whose worker has finished (deleted): late watch events about them are ignored.
     finished: Mutex<HashSet<String>>,
 }
@@ -140,32 +150,60 @@ pub async fn run(
             instance: Some(config.node_name.clone()),
         },
     );
+    let directory = lookup::Directory::default();
+    let layout = Layout::new(&config.data_dir);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        runtime,
+        prober: probe::Prober::new(runtime.clone()),
+        volumes: volumes::Volumes::new(layout.volumes()),
+        runtime: runtime.clone(),
         images,
         recorder,
-        layout: Layout::new(&config.data_dir),
+        layout,
         node: config.node_name.clone(),
         machine: machine.clone(),
         host_ip: "127.0.0.1".into(),
         pids_limit: config.pids_limit,
+        directory: directory.clone(),
         finished: Mutex::new(HashSet::new()),
     });
     let (stop, stopped) = watch::channel(false);
+    let server = match config.server.clone() {
+        Some(settings) => {
+            let server =
+                server::KubeletServer::bind(settings, runtime, Arc::new(directory)).await?;
+            tracing::info!(addr = %server.local_addr(), "kubelet endpoint listening");
+            Some(server)
+        }
+        None => {
+            tracing::warn!(
+                "no TLS identity for the kubelet endpoint: kubectl logs, exec and attach will not reach this node"
+            );
+            None
+        }
+    };
     let heartbeat = node::Heartbeat {
         client: client.clone(),
         name: config.node_name.clone(),
         machine,
-        kubelet_port: None,
+        kubelet_port: server.as_ref().map(|s| s.local_addr().port()),
     };
     let heartbeat = tokio::spawn(heartbeat.run(stopped.clone()));
+    let server = server.map(|server| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.changed().await;
+        }))
+    });
     let result = tokio::select! {
         result = watch_pods(ctx.clone()) => result,
         () = shutdown => Ok(()),
     };
     let _ = stop.send(true);
     let _ = heartbeat.await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     result
 }
 

@@ -4,7 +4,7 @@
 //! when a backoff ends, and every [`RESYNC`]. Deleting the Pod stops its containers gracefully, removes all it
 //! had on the node and then the Pod object.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +25,12 @@ use super::Context;
 use super::backoff::Backoff;
 use super::container::{self, Placement};
 use super::env::{self, Sources};
+use super::lookup::Entry;
+use super::probe::{ProbeEvent, ProbeHandle, ProbeTarget};
 use super::record::{self, Record};
+use super::server::ContainerRef;
 use super::status::{self, Inputs};
+use super::volumes::PreparedVolumes;
 use crate::image::{Credentials, Image, PullPolicy, no_progress};
 use crate::runtime::{self, ExitStatus, Status, netns};
 
@@ -54,6 +58,8 @@ struct Slot {
     pull_backoff: Backoff,
     pull_failed_at: Option<Instant>,
     announced_backoff: bool,
+    /// The running attempt's probes (none without probes).
+    probes: Option<ProbeHandle>,
 }
 
 impl Slot {
@@ -71,6 +77,7 @@ impl Slot {
             pull_backoff: Backoff::default(),
             pull_failed_at: None,
             announced_backoff: false,
+            probes: None,
         }
     }
 
@@ -88,6 +95,16 @@ impl Slot {
     }
 }
 
+/// Why a worker wakes besides a Pod change or a timer.
+enum Wake {
+    Exit,
+    /// A probe result changed, or something happened that becomes an Event or a restart.
+    Probe {
+        id: String,
+        event: Option<ProbeEvent>,
+    },
+}
+
 pub(super) struct Worker {
     ctx: Arc<Context>,
     uid: String,
@@ -96,8 +113,10 @@ pub(super) struct Worker {
     netns: Option<PathBuf>,
     pod_ip: Option<String>,
     slots: Vec<Slot>,
-    exits: mpsc::UnboundedReceiver<()>,
-    exit_sender: mpsc::UnboundedSender<()>,
+    wakes: mpsc::UnboundedReceiver<Wake>,
+    wake_sender: mpsc::UnboundedSender<Wake>,
+    volumes: Option<PreparedVolumes>,
+    volumes_refreshed: Option<Instant>,
     written: Option<PodStatus>,
     start_time: Option<Time>,
     wake_at: Option<Instant>,
@@ -131,7 +150,7 @@ impl Worker {
                 .enumerate()
                 .map(|(i, c)| Slot::new(&c.name, false, i)),
         );
-        let (exit_sender, exits) = mpsc::unbounded_channel();
+        let (wake_sender, wakes) = mpsc::unbounded_channel();
         let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
         let worker = Worker {
             ctx,
@@ -141,8 +160,10 @@ impl Worker {
             netns: None,
             pod_ip: None,
             slots,
-            exits,
-            exit_sender,
+            wakes,
+            wake_sender,
+            volumes: None,
+            volumes_refreshed: None,
             written: None,
             start_time,
             wake_at: None,
@@ -169,6 +190,7 @@ impl Worker {
                         }
                     } else {
                         self.sync().await;
+                        self.publish();
                         self.write_status().await;
                     }
                 }
@@ -183,10 +205,17 @@ impl Worker {
                     // The agent is stopping: containers stay as they are.
                     return;
                 },
-                _ = self.exits.recv() => {}
+                wake = self.wakes.recv() => {
+                    if let Some(Wake::Probe { id, event: Some(event) }) = wake {
+                        self.on_probe(id, event).await;
+                    }
+                }
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
+        self.ctx
+            .directory
+            .remove(self.namespace(), self.name(), &self.uid);
         self.ctx.finish(&self.uid);
     }
 
@@ -246,7 +275,7 @@ impl Worker {
                     match state.status {
                         Status::Running | Status::Creating => {
                             slot.running = true;
-                            watch_exit(&self.ctx, &record.id, self.exit_sender.clone());
+                            watch_exit(&self.ctx, &record.id, self.wake_sender.clone());
                             tracing::info!(container = %record.container, id = %record.id, "re-adopted");
                         }
                         Status::Exited(exit) => slot.exit = Some(exit),
@@ -261,9 +290,177 @@ impl Worker {
             }
             slot.record = Some(record);
         }
+        for i in 0..self.slots.len() {
+            if self.slots[i].running {
+                self.watch_probes(i);
+            }
+        }
         if self.start_time.is_none() && self.slots.iter().any(|s| s.record.is_some()) {
             self.start_time = Some(Time(Timestamp::now()));
         }
+    }
+
+    /// The Pod's volumes, made once (again after an agent restart: emptyDirs keep their content) and
+    /// refreshed at most every [`RESYNC`] (Secrets and ConfigMaps that changed).
+    async fn ensure_volumes(&mut self) -> bool {
+        if self.volumes.is_some() {
+            if self.volumes_refreshed.is_none_or(|t| t.elapsed() >= RESYNC) {
+                self.volumes_refreshed = Some(Instant::now());
+                if let Err(err) = self.ctx.volumes.refresh(&self.ctx.client, &self.pod).await {
+                    tracing::warn!(error = %err, "refreshing the Pod's volumes");
+                }
+            }
+            return true;
+        }
+        match self.ctx.volumes.prepare(&self.ctx.client, &self.pod).await {
+            Ok(volumes) => {
+                self.volumes = Some(volumes);
+                self.volumes_refreshed = Some(Instant::now());
+                true
+            }
+            Err(err) => {
+                self.event(EventType::Warning, "FailedMount", None, err.to_string())
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// Starts the probes of running slot `i` (a main container with probes) and forwards what they report.
+    fn watch_probes(&mut self, i: usize) {
+        let slot = &self.slots[i];
+        let (Some(spec), Some(record)) = (self.spec_of(slot), &slot.record) else {
+            return;
+        };
+        let has_probes = spec.startup_probe.is_some()
+            || spec.readiness_probe.is_some()
+            || spec.liveness_probe.is_some();
+        if slot.init || !has_probes {
+            return;
+        }
+        let target = ProbeTarget {
+            container_id: record.id.clone(),
+            netns: self.netns.clone(),
+            pod_ip: self.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            started_at: slot.started_at.unwrap_or_else(jiff::Timestamp::now),
+        };
+        let mut handle = self.ctx.prober.spawn(&spec, target);
+        // The handle stays in the slot (dropping it stops the probes); its receivers feed the worker.
+        let (_, placeholder) = mpsc::channel(1);
+        let mut events = std::mem::replace(&mut handle.events, placeholder);
+        let mut started = handle.started.clone();
+        let mut ready = handle.ready.clone();
+        let wake = self.wake_sender.clone();
+        let id = record.id.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    changed = started.changed() => match changed {
+                        Ok(()) => None,
+                        Err(_) => return,
+                    },
+                    changed = ready.changed() => match changed {
+                        Ok(()) => None,
+                        Err(_) => return,
+                    },
+                    event = events.recv() => match event {
+                        Some(event) => Some(event),
+                        None => return,
+                    },
+                };
+                if wake
+                    .send(Wake::Probe {
+                        id: id.clone(),
+                        event,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        self.slots[i].probes = Some(handle);
+    }
+
+    /// A probe's report: an Event, and for a liveness or startup failure the container's restart (its exit
+    /// then goes through the restart policy like any other).
+    async fn on_probe(&mut self, id: String, event: ProbeEvent) {
+        let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.running && s.record.as_ref().is_some_and(|r| r.id == id))
+        else {
+            return;
+        };
+        let field = self.slots[i].field_path();
+        match event {
+            ProbeEvent::Unhealthy { message, .. } => {
+                self.event(EventType::Warning, "Unhealthy", Some(field), message)
+                    .await;
+            }
+            ProbeEvent::Warning { message, .. } => {
+                self.event(EventType::Warning, "ProbeWarning", Some(field), message)
+                    .await;
+            }
+            ProbeEvent::Failed { probe, .. } => {
+                let note = format!(
+                    "Container {} failed {} probe, will be restarted",
+                    self.slots[i].name,
+                    probe.to_string().to_lowercase()
+                );
+                self.event(EventType::Normal, "Killing", Some(field), note)
+                    .await;
+                self.slots[i].probes = None;
+                let grace = self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(DEFAULT_GRACE);
+                let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+                let runtime = self.ctx.runtime.clone();
+                tokio::spawn(async move { stop_container(&runtime, &id, None, grace).await });
+            }
+        }
+    }
+
+    /// Tells the kubelet endpoint which runtime container and log file each container is, and was.
+    fn publish(&self) {
+        let mut containers = HashMap::new();
+        for slot in &self.slots {
+            let (Some(record), Some(spec)) = (&slot.record, self.spec_of(slot)) else {
+                continue;
+            };
+            let tty = spec.tty == Some(true);
+            let stdin = spec.stdin == Some(true);
+            let current = ContainerRef {
+                id: record.id.clone(),
+                log_path: record.log_path.clone(),
+                tty,
+                stdin,
+                running: slot.running,
+            };
+            let previous = (record.restart_count > 0).then(|| {
+                let before = record.restart_count - 1;
+                ContainerRef {
+                    id: record::container_id(&self.uid, slot.init, slot.index, before),
+                    log_path: self.ctx.layout.log_path(
+                        self.namespace(),
+                        self.name(),
+                        &self.uid,
+                        &slot.name,
+                        before,
+                    ),
+                    tty,
+                    stdin,
+                    running: false,
+                }
+            });
+            containers.insert(slot.name.clone(), Entry { current, previous });
+        }
+        self.ctx
+            .directory
+            .set(self.namespace(), self.name(), &self.uid, containers);
     }
 
     /// One pass: the sandbox, then init containers in order, then the containers.
@@ -272,7 +469,7 @@ impl Worker {
             self.start_time = Some(Time(Timestamp::now()));
         }
         self.refresh().await;
-        if !self.ensure_sandbox().await {
+        if !self.ensure_sandbox().await || !self.ensure_volumes().await {
             return;
         }
         let policy = self.restart_policy();
@@ -342,15 +539,18 @@ impl Worker {
                     Status::Running | Status::Creating => {}
                     Status::Exited(exit) => {
                         slot.running = false;
+                        slot.probes = None;
                         slot.exit = Some(exit);
                     }
                     Status::Unknown(reason) => {
                         slot.running = false;
+                        slot.probes = None;
                         slot.exit = Some(lost_exit(&reason));
                     }
                 },
                 Err(runtime::Error::NotFound(_)) => {
                     slot.running = false;
+                    slot.probes = None;
                     slot.exit = Some(lost_exit("the container disappeared"));
                 }
                 Err(err) => {
@@ -524,13 +724,15 @@ impl Worker {
         slot.record = Some(record);
         slot.exit = None;
         slot.running = false;
+        slot.probes = None;
         match self.ctx.runtime.create(config).await {
             Ok(handle) => {
                 let slot = &mut self.slots[i];
                 slot.running = true;
                 slot.started_at = Some(handle.started_at);
                 slot.waiting = None;
-                watch_exit(&self.ctx, &id, self.exit_sender.clone());
+                watch_exit(&self.ctx, &id, self.wake_sender.clone());
+                self.watch_probes(i);
                 self.event(
                     EventType::Normal,
                     "Created",
@@ -747,11 +949,10 @@ impl Worker {
             }
         }
         let environment = env::resolve(&self.pod, spec, &sources).map_err(|e| e.to_string())?;
-        if spec.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(
-                "volumeMounts are not supported by this agent yet (volumes are being added)".into(),
-            );
-        }
+        let mounts = match &self.volumes {
+            Some(volumes) => volumes.mounts(spec).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
         container::config(
             &self.pod,
             spec,
@@ -761,7 +962,7 @@ impl Worker {
                 netns: self.netns.clone(),
                 log_path,
                 env: environment,
-                mounts: Vec::new(),
+                mounts,
                 pids_limit: self.ctx.pids_limit,
             },
         )
@@ -926,12 +1127,12 @@ async fn stop_container(
 }
 
 /// Wakes the worker when the container exits.
-fn watch_exit(ctx: &Arc<Context>, id: &str, wake: mpsc::UnboundedSender<()>) {
+fn watch_exit(ctx: &Arc<Context>, id: &str, wake: mpsc::UnboundedSender<Wake>) {
     let runtime = ctx.runtime.clone();
     let id = id.to_owned();
     tokio::spawn(async move {
         let _ = runtime.wait(&id).await;
-        let _ = wake.send(());
+        let _ = wake.send(Wake::Exit);
     });
 }
 
@@ -1019,10 +1220,12 @@ fn container_status(slot: &Slot, image: String, init_waiting: bool) -> Container
         terminated: Some(terminated),
         ..ContainerState::default()
     });
+    let probe = |pick: fn(&ProbeHandle) -> bool| slot.probes.as_ref().is_none_or(pick);
+    let started = slot.running && probe(|p| *p.started.borrow());
     let ready = if slot.init {
         slot.succeeded()
     } else {
-        slot.running
+        slot.running && probe(|p| *p.ready.borrow())
     };
     ContainerStatus {
         name: slot.name.clone(),
@@ -1033,7 +1236,7 @@ fn container_status(slot: &Slot, image: String, init_waiting: bool) -> Container
             .map(|r| format!("berth://{}", r.id)),
         restart_count: record.map_or(0, |r| r.restart_count),
         ready,
-        started: Some(slot.running),
+        started: Some(started),
         state: Some(state),
         last_state,
         ..ContainerStatus::default()
@@ -1060,6 +1263,9 @@ pub(super) async fn purge(ctx: &Context, uid: &str) {
             Ok(()) | Err(runtime::Error::NotFound(_)) => {}
             Err(err) => tracing::warn!(id = %record.id, error = %err, "removing a container"),
         }
+    }
+    if let Err(err) = ctx.volumes.cleanup(uid).await {
+        tracing::warn!(error = %err, "removing the Pod's volumes");
     }
     let netns_path = ctx.layout.netns_dir().join(record::compact_uid(uid));
     if let Err(err) = netns::remove(&netns_path) {

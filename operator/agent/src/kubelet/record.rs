@@ -49,6 +49,10 @@ impl Layout {
     pub fn pod(&self, uid: &str) -> PathBuf {
         self.pods().join(uid)
     }
+    /// The Pods' volumes (see [`super::volumes`]).
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
     pub fn netns_dir(&self) -> PathBuf {
         self.root.join("netns")
     }
