@@ -100,6 +100,7 @@ async fn patch_object(ctx: Ctx, kind: PatchType) -> Result<Response> {
         dry_run: ctx.query.dry_run()?,
         fields: FieldValidation::from_query(&ctx.query)?,
         tracking: Tracking::Update(&manager),
+        sets_status: false,
     };
     let types = match kind {
         PatchType::Strategic => Some(
@@ -172,6 +173,7 @@ async fn apply(ctx: Ctx) -> Result<Response> {
         dry_run: ctx.query.dry_run()?,
         fields: FieldValidation::from_query(&ctx.query)?,
         tracking: Tracking::Recorded,
+        sets_status: false,
     };
     let config: Value = serde_yaml::from_slice(&ctx.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;

@@ -8,10 +8,11 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::update::{RETRIES, update_object};
+use super::update::{RETRIES, SERVER_MANAGER, WriteOptions, update_object, update_object_as};
 use super::{Ctx, respond};
 use crate::admission::FieldValidation;
 use crate::error::{ApiError, Cause, Result};
+use crate::fieldmanager::Tracking;
 use crate::object;
 use crate::registry::ScalePaths;
 use crate::request::Target;
@@ -80,17 +81,14 @@ pub async fn bind(ctx: Ctx) -> Result<Response> {
                 );
             }
         }
-        match update_object(
-            &ctx.app,
-            &target,
-            &pod,
-            bound,
-            None,
-            false,
-            FieldValidation::Ignore,
-        )
-        .await
-        {
+        mark_scheduled(&mut bound);
+        let options = WriteOptions {
+            dry_run: false,
+            fields: FieldValidation::Ignore,
+            tracking: Tracking::Update(SERVER_MANAGER),
+            sets_status: true,
+        };
+        match update_object_as(&ctx.app, &target, &pod, bound, None, options).await {
             Err(err) if err.reason == "Conflict" => continue,
             Err(err) => return Err(err),
             Ok(_) => {
@@ -103,6 +101,28 @@ pub async fn bind(ctx: Ctx) -> Result<Response> {
         target.subject(),
         "too many concurrent writers; try again",
     ))
+}
+
+/// Sets the Pod's PodScheduled condition to True as upstream's binding does (its `UpdatePodCondition`): a
+/// condition of another status is replaced, reason and message included, and its transition time is now; one
+/// already True keeps its transition time.
+fn mark_scheduled(pod: &mut Value) {
+    let mut scheduled =
+        json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": object::now()});
+    let mut conditions: Vec<Value> = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    match conditions.iter_mut().find(|c| c["type"] == "PodScheduled") {
+        Some(existing) => {
+            if existing["status"] == "True" && !existing["lastTransitionTime"].is_null() {
+                scheduled["lastTransitionTime"] = existing["lastTransitionTime"].clone();
+            }
+            *existing = scheduled;
+        }
+        None => conditions.push(scheduled),
+    }
+    object::set_path(pod, &["status", "conditions"], Value::Array(conditions));
 }
 
 /// `PUT namespaces/<name>/finalize`: replaces `spec.finalizers`; a terminating namespace with none left goes.
@@ -281,6 +301,38 @@ pub async fn scale(ctx: Ctx, method: &http::Method) -> Result<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binding_marks_the_pod_scheduled_replacing_an_unschedulable_condition() {
+        let mut pod = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False"},
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/1 nodes are available", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        ]}});
+        mark_scheduled(&mut pod);
+        let conditions = pod["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 2);
+        assert_eq!(conditions[0], json!({"type": "Ready", "status": "False"}));
+        let scheduled = &conditions[1];
+        assert_eq!(scheduled["status"], "True");
+        assert!(scheduled.get("reason").is_none() && scheduled.get("message").is_none());
+        assert_ne!(scheduled["lastTransitionTime"], "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn binding_adds_the_condition_and_keeps_the_time_of_one_already_true() {
+        let mut pod = json!({"spec": {}});
+        mark_scheduled(&mut pod);
+        assert_eq!(pod["status"]["conditions"][0]["type"], "PodScheduled");
+        let mut pod = json!({"status": {"conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        ]}});
+        mark_scheduled(&mut pod);
+        assert_eq!(
+            pod["status"]["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+    }
 
     #[test]
     fn deployment_scale_reads_spec_status_and_formats_the_selector() {

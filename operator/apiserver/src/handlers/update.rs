@@ -28,6 +28,9 @@ pub struct WriteOptions<'a> {
     pub dry_run: bool,
     pub fields: FieldValidation,
     pub tracking: Tracking<'a>,
+    /// Whether the write sets status too, although the resource has a status subresource (`pods/binding`
+    /// marks the Pod scheduled in the same write that assigns its node, as upstream's binding does).
+    pub sets_status: bool,
 }
 
 pub async fn replace(ctx: Ctx) -> Result<Response> {
@@ -87,6 +90,7 @@ pub async fn replace(ctx: Ctx) -> Result<Response> {
         dry_run,
         fields,
         tracking: Tracking::Update(&manager),
+        sets_status: false,
     };
     for _ in 0..RETRIES {
         let old = ctx
@@ -128,6 +132,7 @@ pub async fn update_object(
         dry_run,
         fields,
         tracking: Tracking::Update(SERVER_MANAGER),
+        sets_status: false,
     };
     update_object_as(app, target, old, new, expected_rv, options).await
 }
@@ -145,6 +150,7 @@ pub async fn update_object_as(
         dry_run,
         fields,
         tracking,
+        sets_status,
     } = options;
     let rt = &target.rt;
     let old_rv = store::stored_rv(old);
@@ -193,7 +199,7 @@ pub async fn update_object_as(
             };
         }
         meta.remove("selfLink");
-        if rt.status_subresource {
+        if rt.status_subresource && !sets_status {
             match old_view.get("status") {
                 Some(status) => new["status"] = status.clone(),
                 None => {

@@ -1,4 +1,5 @@
-//! The scheduler's writes: the `pods/binding` subresource, and the PodScheduled condition.
+//! The scheduler's writes: the `pods/binding` subresource (which also marks the Pod scheduled), and the
+//! PodScheduled=False condition of a Pod that fits no node.
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -27,15 +28,11 @@ pub async fn bind(api: &Api<Pod>, pod: &Pod, node: &str) -> Result<bool, kube::E
         )
         .await
     {
-        Ok(_) => {}
-        Err(err) if matches!(api_code(&err), Some(404 | 409)) => return Ok(false),
-        Err(err) => return Err(err),
+        // The binding also marks the Pod scheduled (PodScheduled=True replaces an Unschedulable condition).
+        Ok(_) => Ok(true),
+        Err(err) if matches!(api_code(&err), Some(404 | 409)) => Ok(false),
+        Err(err) => Err(err),
     }
-    // Upstream's binding also marks the Pod scheduled; a stale Unschedulable condition must not linger.
-    if let Some(bound) = api.get_opt(name).await? {
-        set_scheduled(api, &bound, "True", None, None).await?;
-    }
-    Ok(true)
 }
 
 /// Writes PodScheduled=False/Unschedulable with `message`. Ok(false) when it already said so (nothing written)
@@ -45,16 +42,6 @@ pub async fn report_unschedulable(
     pod: &Pod,
     message: &str,
 ) -> Result<bool, kube::Error> {
-    set_scheduled(api, pod, "False", Some("Unschedulable"), Some(message)).await
-}
-
-async fn set_scheduled(
-    api: &Api<Pod>,
-    pod: &Pod,
-    status: &str,
-    reason: Option<&str>,
-    message: Option<&str>,
-) -> Result<bool, kube::Error> {
     let mut conditions = pod
         .status
         .as_ref()
@@ -63,9 +50,9 @@ async fn set_scheduled(
     let existing = conditions.iter().position(|c| c.type_ == "PodScheduled");
     let wanted = PodCondition {
         type_: "PodScheduled".to_owned(),
-        status: status.to_owned(),
-        reason: reason.map(str::to_owned),
-        message: message.map(str::to_owned),
+        status: "False".to_owned(),
+        reason: Some("Unschedulable".to_owned()),
+        message: Some(message.to_owned()),
         last_transition_time: Some(Time(Timestamp::now())),
         ..PodCondition::default()
     };
