@@ -376,7 +376,7 @@ spec:
 }
 
 #[test]
-fn memory_limit_oom_kills_and_a_missing_image_backs_off() {
+fn oom_kills_missing_images_and_missing_secrets_are_reported() {
     let node = Node::start("agent-oom");
     node.apply(
         r#"
@@ -397,7 +397,30 @@ metadata: {name: nothere}
 spec:
   containers:
   - {name: c, image: "{{IMAGE}}-does-not-exist", command: [sh]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unconfigured}
+spec:
+  containers:
+  - name: c
+    image: "{{IMAGE}}"
+    command: [sh, -c, "sleep 3600"]
+    env: [{name: PW, valueFrom: {secretKeyRef: {name: absent, key: pw}}}]
 "#,
+    );
+    node.wait(
+        "unconfigured",
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        START,
+        |r| r == "CreateContainerConfigError",
+    );
+    assert_eq!(
+        node.get(
+            "unconfigured",
+            "{.status.containerStatuses[0].state.waiting.message}"
+        ),
+        "secret \"absent\" not found"
     );
     node.wait("hog", "{.status.phase}", START, |p| p == "Failed");
     assert_eq!(
