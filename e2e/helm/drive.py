@@ -1,8 +1,9 @@
 """Drives Helm's engine (helm-python-sdk: Helm v4's Go SDK behind a C ABI) for e2e/tests/helm.rs.
 
-    drive.py --kubeconfig FILE --namespace NS ACTION RELEASE [--chart DIR] [--values JSON]
+    drive.py --kubeconfig FILE --namespace NS ACTION RELEASE [--chart DIR] [--values JSON] [--revision N]
 
-ACTION is install, upgrade, uninstall, status or history. On success the SDK's result is printed to stdout as
+ACTION is install, upgrade, rollback (to --revision, or the previous one; prints the release's status after),
+uninstall, status or history. On success the SDK's result is printed to stdout as
 one JSON document and the exit status is 0. On failure a JSON document {"error": ..., "code": ..., "detail": ...}
 goes to stdout, the exit status is 1, and Helm's own log (client-go errors included) is on stderr.
 
@@ -52,7 +53,8 @@ def main() -> int:
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--chart")
     parser.add_argument("--values", default="{}", help="user-supplied values as a JSON object")
-    parser.add_argument("action", choices=["install", "upgrade", "uninstall", "status", "history"])
+    parser.add_argument("--revision", type=int, help="the revision rollback returns to (default: the previous one)")
+    parser.add_argument("action", choices=["install", "upgrade", "rollback", "uninstall", "status", "history"])
     parser.add_argument("release")
     args = parser.parse_args()
 
@@ -73,6 +75,9 @@ def main() -> int:
                 )
             elif args.action == "upgrade":
                 result = cfg.upgrade(args.chart, args.release, values, timeout=TIMEOUT_SECONDS)
+            elif args.action == "rollback":
+                cfg.rollback(args.release, version=args.revision, timeout=TIMEOUT_SECONDS)
+                result = cfg.status(args.release)
             elif args.action == "uninstall":
                 result = cfg.uninstall(args.release, timeout=TIMEOUT_SECONDS)
             elif args.action == "status":
