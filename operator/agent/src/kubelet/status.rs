@@ -295,7 +295,10 @@ mod tests {
         );
         // Init containers gate the Pod; a failed one fails it only with Never.
         let init_failed = [status("i", exit(1), false)];
-        assert_eq!(phase("Never", &init_failed, std::slice::from_ref(&created)), "Failed");
+        assert_eq!(
+            phase("Never", &init_failed, std::slice::from_ref(&created)),
+            "Failed"
+        );
         assert_eq!(
             phase("OnFailure", &init_failed, std::slice::from_ref(&created)),
             "Pending"
