@@ -102,3 +102,150 @@ async fn binding_assigns_the_node_and_marks_the_pod_scheduled() {
     assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
     assert_eq!(scheduled(&pod), Some(("True".to_owned(), None)));
 }
+
+/// The managedFields entry of `manager`: its subresource and the fields it owns.
+fn entry(object: &Value, manager: &str) -> Option<(String, Value)> {
+    let entry = object["metadata"]["managedFields"]
+        .as_array()?
+        .iter()
+        .find(|e| e["manager"] == manager)?;
+    Some((
+        entry["subresource"].as_str().unwrap_or_default().to_owned(),
+        entry["fieldsV1"].clone(),
+    ))
+}
+
+fn managers(object: &Value) -> Vec<String> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["manager"].as_str().map(str::to_owned))
+        .collect()
+}
+
+impl Cluster {
+    async fn raw(
+        &self,
+        method: http::Method,
+        path: &str,
+        content_type: &str,
+        body: Value,
+    ) -> Value {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(
+                http::header::USER_AGENT,
+                "test-scheduler/v1.0 (linux/amd64)",
+            )
+            .body(body.to_string().into_bytes())
+            .unwrap();
+        serde_json::from_str(&self.client.request_text(request).await.unwrap()).unwrap()
+    }
+
+    async fn get_raw(&self, path: &str) -> Value {
+        let request = http::Request::get(path).body(Vec::new()).unwrap();
+        serde_json::from_str(&self.client.request_text(request).await.unwrap()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_binding_is_recorded_under_the_field_manager_that_made_it() {
+    let cluster = Cluster::start().await;
+    cluster.create_pod("named").await;
+    let params = PostParams {
+        field_manager: Some("my-scheduler".into()),
+        ..PostParams::default()
+    };
+    cluster.bind("named", "n1", &params).await;
+    let pod = cluster
+        .get_raw("/api/v1/namespaces/default/pods/named")
+        .await;
+    let (subresource, fields) = entry(&pod, "my-scheduler").expect("an entry for my-scheduler");
+    assert_eq!(subresource, "binding");
+    assert!(fields["f:spec"]["f:nodeName"].is_object(), "{fields}");
+    assert!(!managers(&pod).contains(&"berth-apiserver".to_owned()));
+
+    // Without a fieldManager, the user agent's first word names the manager, as for any write.
+    cluster.create_pod("agent").await;
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "agent"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    cluster
+        .raw(
+            http::Method::POST,
+            "/api/v1/namespaces/default/pods/agent/binding",
+            "application/json",
+            binding,
+        )
+        .await;
+    let pod = cluster
+        .get_raw("/api/v1/namespaces/default/pods/agent")
+        .await;
+    assert_eq!(
+        entry(&pod, "test-scheduler").map(|(s, _)| s).as_deref(),
+        Some("binding"),
+        "{:?}",
+        managers(&pod)
+    );
+}
+
+#[tokio::test]
+async fn finalize_and_scale_are_recorded_under_the_client_field_manager() {
+    let cluster = Cluster::start().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    let namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "finalized"}, "spec": {"finalizers": ["example.com/hold"]}}))
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    cluster
+        .raw(
+            http::Method::PUT,
+            "/api/v1/namespaces/finalized/finalize?fieldManager=ns-lifecycle",
+            "application/json",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "finalized"},
+                   "spec": {"finalizers": []}}),
+        )
+        .await;
+    let stored = cluster.get_raw("/api/v1/namespaces/finalized").await;
+    assert_eq!(
+        entry(&stored, "ns-lifecycle").map(|(s, _)| s).as_deref(),
+        Some("finalize"),
+        "{:?}",
+        managers(&stored)
+    );
+
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "busybox"}]}}}});
+    cluster
+        .raw(
+            http::Method::POST,
+            "/apis/apps/v1/namespaces/default/deployments",
+            "application/json",
+            deployment,
+        )
+        .await;
+    let scale = cluster
+        .raw(
+            http::Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/web/scale?fieldManager=autoscaler",
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 3}}),
+        )
+        .await;
+    assert_eq!(scale["spec"]["replicas"], 3);
+    let stored = cluster
+        .get_raw("/apis/apps/v1/namespaces/default/deployments/web")
+        .await;
+    let (subresource, fields) = entry(&stored, "autoscaler").expect("an entry for autoscaler");
+    assert_eq!(subresource, "scale");
+    assert!(fields["f:spec"]["f:replicas"].is_object(), "{fields}");
+    assert!(!managers(&stored).contains(&"berth-apiserver".to_owned()));
+}

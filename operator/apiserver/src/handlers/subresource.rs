@@ -1,6 +1,7 @@
 //! Subresources other than `status`: `pods/binding` (how a scheduler assigns a Pod to a node),
 //! `namespaces/finalize` (how the namespace lifecycle releases a namespace) and `scale` (autoscaling/v1 Scale
-//! over a resource's replicas paths).
+//! over a resource's replicas paths). Their writes go through the main resource's update path and are recorded
+//! in managedFields under the client's field manager, with the subresource named, as other writes are.
 
 use std::sync::Arc;
 
@@ -8,23 +9,14 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::update::{RETRIES, SERVER_MANAGER, WriteOptions, update_object, update_object_as};
+use super::update::{RETRIES, WriteOptions, update_object_as};
 use super::{Ctx, respond};
 use crate::admission::FieldValidation;
 use crate::error::{ApiError, Cause, Result};
 use crate::fieldmanager::Tracking;
 use crate::object;
 use crate::registry::ScalePaths;
-use crate::request::Target;
 use crate::store;
-
-/// The target as the main resource (subresource writes go through the main resource's update path).
-fn main_resource(target: &Target) -> Target {
-    Target {
-        subresource: None,
-        ..target.clone()
-    }
-}
 
 fn current(ctx: &Ctx) -> Result<Arc<Value>> {
     let target = &ctx.target;
@@ -52,7 +44,14 @@ pub async fn bind(ctx: Ctx) -> Result<Response> {
             vec![Cause::required("target.name")],
         ));
     }
-    let target = main_resource(&ctx.target);
+    let target = &ctx.target;
+    let manager = ctx.field_manager()?;
+    let options = WriteOptions {
+        dry_run: ctx.query.dry_run()?,
+        fields: FieldValidation::Ignore,
+        tracking: Tracking::Update(&manager),
+        sets_status: true,
+    };
     for _ in 0..RETRIES {
         let pod = current(&ctx)?;
         if let Some(existing) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
@@ -82,13 +81,7 @@ pub async fn bind(ctx: Ctx) -> Result<Response> {
             }
         }
         mark_scheduled(&mut bound);
-        let options = WriteOptions {
-            dry_run: false,
-            fields: FieldValidation::Ignore,
-            tracking: Tracking::Update(SERVER_MANAGER),
-            sets_status: true,
-        };
-        match update_object_as(&ctx.app, &target, &pod, bound, None, options).await {
+        match update_object_as(&ctx.app, target, &pod, bound, None, options).await {
             Err(err) if err.reason == "Conflict" => continue,
             Err(err) => return Err(err),
             Ok(_) => {
@@ -130,7 +123,8 @@ pub async fn finalize(ctx: Ctx) -> Result<Response> {
     let mut body = ctx.object_body()?;
     ctx.check_type(&mut body)?;
     let finalizers = body["spec"]["finalizers"].clone();
-    let target = main_resource(&ctx.target);
+    let target = &ctx.target;
+    let manager = ctx.field_manager()?;
     let namespace = current(&ctx)?;
     let expected = store::stored_rv(&body);
     let mut next = namespace.as_ref().clone();
@@ -143,16 +137,14 @@ pub async fn finalize(ctx: Ctx) -> Result<Response> {
             finalizers
         },
     );
-    let (stored, warnings) = update_object(
-        &ctx.app,
-        &target,
-        &namespace,
-        next,
-        expected,
-        false,
-        FieldValidation::Ignore,
-    )
-    .await?;
+    let options = WriteOptions {
+        dry_run: ctx.query.dry_run()?,
+        fields: FieldValidation::Ignore,
+        tracking: Tracking::Update(&manager),
+        sets_status: false,
+    };
+    let (stored, warnings) =
+        update_object_as(&ctx.app, target, &namespace, next, expected, options).await?;
     // A terminating namespace that nothing holds any more is removed by the update itself.
     Ok(respond(
         StatusCode::OK,
@@ -228,7 +220,7 @@ pub async fn scale(ctx: Ctx, method: &http::Method) -> Result<Response> {
     let Some(paths) = ctx.target.rt.scale.clone() else {
         return Err(ApiError::no_route());
     };
-    let target = main_resource(&ctx.target);
+    let target = &ctx.target;
     if method == http::Method::GET {
         return Ok(respond(
             StatusCode::OK,
@@ -236,6 +228,13 @@ pub async fn scale(ctx: Ctx, method: &http::Method) -> Result<Response> {
             &[],
         ));
     }
+    let manager = ctx.field_manager()?;
+    let options = WriteOptions {
+        dry_run: ctx.query.dry_run()?,
+        fields: FieldValidation::Ignore,
+        tracking: Tracking::Update(&manager),
+        sets_status: false,
+    };
     for _ in 0..RETRIES {
         let object = current(&ctx)?;
         let before = scale_of(&paths, &object);
@@ -264,17 +263,7 @@ pub async fn scale(ctx: Ctx, method: &http::Method) -> Result<Response> {
         let path: Vec<&str> = paths.spec_replicas.split('.').collect();
         object::set_path(&mut next, &path, json!(replicas));
         let conditional = expected.or_else(|| store::stored_rv(&wanted));
-        match update_object(
-            &ctx.app,
-            &target,
-            &object,
-            next,
-            conditional,
-            ctx.query.dry_run()?,
-            FieldValidation::Ignore,
-        )
-        .await
-        {
+        match update_object_as(&ctx.app, target, &object, next, conditional, options).await {
             Err(err)
                 if err.reason == "Conflict"
                     && expected.is_none()
