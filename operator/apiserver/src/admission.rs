@@ -34,8 +34,9 @@ fn is(rt: &ResourceType, group: &str, resource: &str) -> bool {
     rt.group == group && rt.resource == resource
 }
 
-/// Per-kind preparation of a new object (after metadata is filled in).
-pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value) {
+/// Per-kind preparation of a new object (after metadata is filled in). Fails on what upstream's decoding of
+/// the body would reject before this point (a Secret's `stringData` that is not all strings).
+pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value) -> Result<()> {
     if rt.status_subresource
         && rt.status_on_create == StatusOnCreate::Reset
         && let Some(map) = object.as_object_mut()
@@ -57,7 +58,7 @@ pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value
     {
         object::set_path(object, &["status"], json!({"phase": "Pending"}));
     } else if is(rt, "", "secrets") {
-        fold_string_data(object);
+        fold_string_data(rt, object)?;
     } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
         let meta = object::meta_mut(object);
         let finalizers = meta.entry("finalizers").or_insert_with(|| json!([]));
@@ -68,10 +69,17 @@ pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value
         }
         crd::set_status(registry, object, None);
     }
+    Ok(())
 }
 
 /// Per-kind preparation of an update of the main resource (status and immutable metadata already carried over).
-pub fn prepare_update(registry: &Registry, rt: &ResourceType, object: &mut Value, old: &Value) {
+/// Fails as [`prepare_create`] does.
+pub fn prepare_update(
+    registry: &Registry,
+    rt: &ResourceType,
+    object: &mut Value,
+    old: &Value,
+) -> Result<()> {
     if is(rt, "", "namespaces") {
         let name = object["metadata"]["name"].clone();
         object::set_path(
@@ -80,28 +88,53 @@ pub fn prepare_update(registry: &Registry, rt: &ResourceType, object: &mut Value
             name,
         );
     } else if is(rt, "", "secrets") {
-        fold_string_data(object);
+        fold_string_data(rt, object)?;
     } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
         crd::set_status(registry, object, Some(old));
     }
+    Ok(())
 }
 
-/// `stringData` is write-only: its entries are base64-encoded into `data`, overriding keys there.
-fn fold_string_data(object: &mut Value) {
+/// `stringData` is write-only: its entries are base64-encoded into `data`, overriding keys there. A value that
+/// is not a string (YAML's `y`, `on` or `8080` unquoted) is rejected as upstream's decoding rejects it, with a
+/// 400 that names the entry, rather than stored as something the user did not write.
+fn fold_string_data(rt: &ResourceType, object: &mut Value) -> Result<()> {
     use base64::Engine;
     let Some(map) = object.as_object_mut() else {
-        return;
+        return Ok(());
     };
     // A stringData or data of the wrong shape is left for decoding to reject.
     let Some(Value::Object(string_data)) = map.get("stringData").cloned() else {
-        return;
+        return Ok(());
     };
+    for (key, value) in &string_data {
+        let found = match value {
+            // Go decodes a null into a string as the empty string.
+            Value::String(_) | Value::Null => continue,
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let hint = match value {
+            Value::Bool(_) | Value::Number(_) => {
+                format!(" (quote the value in YAML: {key}: \"{value}\")")
+            }
+            _ => String::new(),
+        };
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: json: cannot unmarshal {found} into \
+             Go struct field {kind}.stringData.{key} of type string{hint}",
+            kind = rt.kind,
+            version = rt.version,
+        )));
+    }
     let data = map.entry("data").or_insert(Value::Null);
     if data.is_null() {
         *data = json!({});
     }
     let Some(data) = data.as_object_mut() else {
-        return;
+        return Ok(());
     };
     for (key, value) in string_data {
         let text = value.as_str().unwrap_or_default();
@@ -111,6 +144,7 @@ fn fold_string_data(object: &mut Value) {
         );
     }
     map.remove("stringData");
+    Ok(())
 }
 
 /// Checks an object about to be stored; custom resources are also defaulted and pruned by their schema.
@@ -193,9 +227,38 @@ mod tests {
         let registry = Registry::new();
         let secrets = registry.lookup("", "v1", "secrets").unwrap();
         let mut secret = json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"a": "hi", "b": "yo"}});
-        prepare_create(&registry, &secrets, &mut secret);
+        prepare_create(&registry, &secrets, &mut secret).unwrap();
         assert_eq!(secret["data"], json!({"a": "aGk=", "b": "eW8="}));
         assert!(secret.get("stringData").is_none());
+    }
+
+    #[test]
+    fn string_data_that_is_not_a_string_is_rejected_naming_the_entry() {
+        let registry = Registry::new();
+        let secrets = registry.lookup("", "v1", "secrets").unwrap();
+        for (value, found) in [
+            (json!(true), "bool"),
+            (json!(8080), "number"),
+            (json!(["a"]), "array"),
+        ] {
+            let mut secret =
+                json!({"metadata": {"name": "s"}, "stringData": {"ok": "x", "flag": value}});
+            let err = prepare_create(&registry, &secrets, &mut secret).unwrap_err();
+            assert_eq!(err.code, http::StatusCode::BAD_REQUEST);
+            let message = err.to_status()["message"].as_str().unwrap().to_owned();
+            assert!(message.starts_with("Secret in version \"v1\" cannot be handled as a Secret: json: cannot unmarshal "), "{message}");
+            assert!(
+                message.contains(&format!(
+                    "{found} into Go struct field Secret.stringData.flag of type string"
+                )),
+                "{message}"
+            );
+            let old = json!({"metadata": {"name": "s"}});
+            assert!(prepare_update(&registry, &secrets, &mut secret, &old).is_err());
+        }
+        let mut secret = json!({"metadata": {"name": "s"}, "stringData": {"empty": null}});
+        prepare_create(&registry, &secrets, &mut secret).unwrap();
+        assert_eq!(secret["data"]["empty"], "");
     }
 
     #[test]
@@ -203,7 +266,7 @@ mod tests {
         let registry = Registry::new();
         let ns = registry.lookup("", "v1", "namespaces").unwrap();
         let mut object = json!({"metadata": {"name": "team"}, "status": {"phase": "Terminating"}});
-        prepare_create(&registry, &ns, &mut object);
+        prepare_create(&registry, &ns, &mut object).unwrap();
         assert_eq!(object["status"]["phase"], "Active");
         assert_eq!(object["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(

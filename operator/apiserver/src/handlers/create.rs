@@ -89,7 +89,7 @@ pub async fn create_object(
     } else {
         meta.remove("generation");
     }
-    admission::prepare_create(&ctx.app.registry, &rt, &mut object);
+    admission::prepare_create(&ctx.app.registry, &rt, &mut object)?;
     object::tidy_metadata(&mut object);
     let warnings = admission::admit(&rt, &mut object, fields)?;
     if let Tracking::Update(manager) = tracking {

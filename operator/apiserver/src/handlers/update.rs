@@ -229,7 +229,7 @@ pub async fn update_object_as(
                 ));
             }
         }
-        admission::prepare_update(&app.registry, rt, &mut new, &old_view);
+        admission::prepare_update(&app.registry, rt, &mut new, &old_view)?;
     }
     let generation = object::generation(old).max(1);
     let meta = object::meta_mut(&mut new);
