@@ -1,0 +1,766 @@
+//! The demo path end to end (issues 7 and 8), as a user walks it: the images `make images` builds from Debian
+//! packages (PostgreSQL 15, Redis 7, the Flask app) served from a registry of the test's own, the sample Stack
+//! (config/samples/stack.yaml) applied to `berth up` with the test's own data directory, node name, bridge, Pod
+//! CIDR and app hostPort, and then: Ready in order, the app answering on 127.0.0.1 with Redis and PostgreSQL
+//! behind it, `kubectl logs` and `exec`, lost Pods coming back with their data, an env change rolling the app,
+//! a bad image stalling the Stack, and deletion under both policies.
+//!
+//! Each test tears its `berth up` down with `berth down` (containers, namespaces) and removes what its network
+//! left; a failing test prints the Stack, its Pods, their events and the tail of berth's log.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use berth_e2e::{Server, berth_bin};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+
+/// How long `berth up` may take to register its Node.
+const NODE_READY: Duration = Duration::from_secs(120);
+/// From apply to Ready, cold: three image pulls, initdb and the app's first probes on a shared 2-core machine.
+const ROLLOUT: Duration = Duration::from_secs(420);
+/// One step of a running Stack (a Pod replaced, a rollout, a condition changing).
+const STEP: Duration = Duration::from_secs(240);
+/// Garbage collection of a deleted Stack's objects: the collector refreshes discovery every 30 s.
+const COLLECT: Duration = Duration::from_secs(120);
+
+/// A name part no other test (or earlier run) uses.
+fn unique() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .subsec_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}", (std::process::id() << 8) ^ (nanos >> 8) ^ n)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `check` every half second until it returns Some; panics naming `what` after `deadline`.
+fn wait<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The demo images in a registry of the test's own, started and filled by scripts/images.sh (what
+/// `make images` runs; the image build is cached under .cache/images), stopped on drop.
+struct Images {
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Images {
+    /// None when the images cannot be built here (debootstrap cannot reach Debian): the test says so and ends.
+    fn start() -> Option<Images> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-demo-registry-")
+            .tempdir()
+            .expect("a registry directory");
+        let images = Images {
+            addr: format!("127.0.0.1:{}", free_port()),
+            dir,
+        };
+        let out = images.script("all");
+        if out.status.code() == Some(3) {
+            eprintln!(
+                "SKIPPED: the demo images cannot be built here (debootstrap cannot reach Debian):\n{}",
+                text(&out)
+            );
+            return None;
+        }
+        assert!(
+            out.status.success(),
+            "scripts/images.sh failed:\n{}",
+            text(&out)
+        );
+        eprintln!("{}", text(&out));
+        Some(images)
+    }
+
+    fn script(&self, command: &str) -> Output {
+        Command::new(Server::repo_root().join("scripts/images.sh"))
+            .arg(command)
+            .env("BERTH_REGISTRY", &self.addr)
+            .env("BERTH_REGISTRY_DIR", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running scripts/images.sh")
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+    }
+}
+
+/// An IPv4 prefix, `a.b.c.d/len`, as `ip route` prints it (a bare address is a /32).
+fn prefix(text: &str) -> Option<(u32, u32)> {
+    let (addr, len) = text.split_once('/').unwrap_or((text, "32"));
+    let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+    Some((u32::from(addr), len.parse().ok()?))
+}
+
+fn overlaps((a, a_len): (u32, u32), (b, b_len): (u32, u32)) -> bool {
+    let len = a_len.min(b_len);
+    len == 0 || (a >> (32 - len)) == (b >> (32 - len))
+}
+
+/// A /24 in 10.250.0.0/15 that no route of this host covers (other tests' bridges included).
+fn free_pod_cidr() -> String {
+    let routes = Command::new("ip")
+        .args(["-4", "route", "show", "table", "all"])
+        .output()
+        .expect("running ip route");
+    let taken: Vec<(u32, u32)> = String::from_utf8_lossy(&routes.stdout)
+        .lines()
+        .filter_map(|line| {
+            let dest = line.split_whitespace().find(|w| w.contains('.'))?;
+            prefix(dest)
+        })
+        .collect();
+    let seed = u32::from_str_radix(&unique(), 16).unwrap_or_default();
+    (0..512)
+        .map(|i| {
+            let n = (seed + i * 97) % 512;
+            format!("10.{}.{}.0/24", 250 + n / 256, n % 256)
+        })
+        .find(|cidr| {
+            let cidr = prefix(cidr).expect("a valid prefix");
+            !taken
+                .iter()
+                .filter(|t| t.0 != 0)
+                .any(|t| overlaps(*t, cidr))
+        })
+        .expect("a free /24 in 10.250.0.0/15")
+}
+
+/// `berth up` with its own data directory, node, bridge and Pod CIDR, the Stack CRD installed, and the demo
+/// images in a registry of its own. Torn down on drop, containers and network included.
+struct Demo {
+    server: Server,
+    bridge: String,
+    images: Images,
+}
+
+impl Demo {
+    fn start(test: &str) -> Option<Demo> {
+        let images = Images::start()?;
+        let id = unique();
+        let node = format!("{test}-{id}");
+        let bridge = format!("bd{id}");
+        let bridge = bridge[..bridge.len().min(15)].to_owned();
+        let cidr = free_pod_cidr();
+        let server = Server::start_up(&[
+            "--node-name",
+            &node,
+            "--bridge",
+            &bridge,
+            "--pod-cidr",
+            &cidr,
+        ]);
+        let demo = Demo {
+            server,
+            bridge,
+            images,
+        };
+        wait("the node to be Ready", NODE_READY, || {
+            let out = demo.kubectl(&[
+                "get",
+                "node",
+                &node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+        });
+        let crds = Server::repo_root().join("crds");
+        demo.kubectl_ok(&["apply", "-f", &crds.to_string_lossy()]);
+        demo.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/stacks.berth.dev",
+            "--timeout=60s",
+        ]);
+        Some(demo)
+    }
+
+    /// kubectl with a discovery cache of this server's own (a reused port must not hit a stale cache).
+    fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let cache = self.server.data_dir.path().join("kubectl-cache");
+        let mut all = vec![format!("--cache-dir={}", cache.display())];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.server.kubectl_with_stdin(&all, stdin)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_in(args, None)
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, object: &Value) {
+        let out = self.kubectl_in(&["apply", "-f", "-"], Some(&object.to_string()));
+        assert!(out.status.success(), "kubectl apply failed: {}", text(&out));
+    }
+
+    /// `kubectl get <what> -o json`, or None when it fails (not found).
+    fn get(&self, what: &[&str]) -> Option<Value> {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl(&args);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits for a condition of a Stack to have a status (for the Stack's current generation); returns the Stack.
+    fn wait_condition(&self, name: &str, type_: &str, status: &str, deadline: Duration) -> Value {
+        wait(&format!("Stack {name} {type_}={status}"), deadline, || {
+            let stack = self.get(&["stack", name])?;
+            let current = stack["status"]["observedGeneration"] == stack["metadata"]["generation"];
+            (current && condition(&stack, type_)["status"] == status).then_some(stack)
+        })
+    }
+
+    /// The Pods of a Stack's component, by name.
+    fn pods(&self, stack: &str, component: &str) -> Vec<Value> {
+        let selector = format!("berth.dev/stack={stack},berth.dev/component={component}");
+        self.get(&["pods", "-l", &selector])
+            .and_then(|list| list["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Waits for exactly one Pod of a component, Ready, with a uid other than `not`; returns it.
+    fn ready_pod(&self, stack: &str, component: &str, not: Option<&str>) -> Value {
+        wait(
+            &format!("one Ready {component} Pod of {stack} (not {not:?})"),
+            STEP,
+            || {
+                let pods = self.pods(stack, component);
+                let [pod] = pods.as_slice() else {
+                    return None;
+                };
+                let fresh = not.is_none_or(|uid| pod["metadata"]["uid"] != uid);
+                (fresh && pod_ready(pod)).then(|| pod.clone())
+            },
+        )
+    }
+
+    /// The Events about an object (events.k8s.io, as kube-rs' Recorder and the agent write them).
+    fn events_about(&self, name: &str) -> Vec<Value> {
+        self.get(&["events.v1.events.k8s.io"])
+            .and_then(|list| list["items"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .collect()
+    }
+
+    /// `kubectl exec <pod> -- <command>`: its stdout, the test failing when it fails.
+    fn exec(&self, pod: &str, command: &[&str]) -> String {
+        let mut args = vec!["exec", pod, "--"];
+        args.extend_from_slice(command);
+        self.kubectl_ok(&args)
+    }
+
+    /// Rows in the demo's visit log, read with `psql` inside the database Pod.
+    fn logged_visits(&self, db_pod: &str) -> u64 {
+        let out = self.exec(
+            db_pod,
+            &[
+                "psql",
+                "-U",
+                "demo",
+                "demo",
+                "-Atc",
+                "SELECT count(*) FROM visits",
+            ],
+        );
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("psql printed a count: {out:?}"))
+    }
+
+    /// Everything that explains a failure: the Stacks, Pods (described, with their events), claims, volumes,
+    /// events and berth's log tail.
+    fn diagnose(&self) {
+        for args in [
+            &["get", "stacks", "-o", "yaml"][..],
+            &["get", "pods,services,pvc,pv,secrets", "-o", "wide"],
+            &["describe", "pods"],
+            &["get", "events", "--sort-by=.metadata.creationTimestamp"],
+        ] {
+            let out = self.kubectl(args);
+            eprintln!("--- kubectl {} ---\n{}", args.join(" "), text(&out));
+        }
+        let log = std::fs::read_to_string(self.server.data_dir.path().join("apiserver.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        eprintln!(
+            "--- berth up log (last 300 lines) ---\n{}",
+            lines[lines.len().saturating_sub(300)..].join("\n")
+        );
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.diagnose();
+        }
+        self.server.kill();
+        let down = Command::new(berth_bin())
+            .arg("down")
+            .arg("--data-dir")
+            .arg(self.server.data_dir.path())
+            .output();
+        match down {
+            Ok(out) if !out.status.success() => eprintln!("berth down failed: {}", text(&out)),
+            Ok(_) => {}
+            Err(err) => eprintln!("running berth down: {err}"),
+        }
+        // What the node's network leaves when `berth down` does not remove it: the bridge and its nftables table.
+        if Path::new("/sys/class/net").join(&self.bridge).exists() {
+            eprintln!("berth down left the bridge {}; removing it", self.bridge);
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .output();
+        }
+        let table = format!("berth_{}", self.bridge.replace(['-', '.'], "_"));
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .stderr(Stdio::null())
+            .output();
+    }
+}
+
+/// A condition of a Stack (Null when absent).
+fn condition<'a>(stack: &'a Value, type_: &str) -> &'a Value {
+    stack["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+fn name(object: &Value) -> String {
+    object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn uid(object: &Value) -> String {
+    object["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Seconds since the epoch of an RFC 3339 time in a JSON value.
+fn seconds(time: &Value) -> i64 {
+    let time: Time = serde_json::from_value(time.clone())
+        .unwrap_or_else(|e| panic!("{time} is not an RFC 3339 time: {e}"));
+    time.0.as_second()
+}
+
+/// The sample Stack (config/samples/stack.yaml) renamed, with this test's registry, app hostPort and policy.
+fn demo_stack(name: &str, registry: &str, host_port: u16, policy: &str) -> Value {
+    let path = Server::repo_root().join("config/samples/stack.yaml");
+    let sample = std::fs::read_to_string(&path).expect("reading config/samples/stack.yaml");
+    let mut stack: Value = serde_yaml::from_str(&sample).expect("the sample is one YAML document");
+    stack["metadata"]["name"] = json!(name);
+    for component in ["app", "database", "redis"] {
+        let image = &mut stack["spec"][component]["image"];
+        let reference = image.as_str().unwrap_or_default();
+        let path = reference.strip_prefix("127.0.0.1:5000/").unwrap_or_else(|| {
+            panic!("the sample's {component} image {reference:?} is in the registry of `make images`")
+        });
+        *image = json!(format!("{registry}/{path}"));
+    }
+    let port = &mut stack["spec"]["app"]["ports"][0];
+    assert_eq!(
+        port["hostPort"], 5500,
+        "the sample publishes the app on 5500"
+    );
+    port["hostPort"] = json!(host_port);
+    stack["spec"]["deletionPolicy"] = json!(policy);
+    stack
+}
+
+/// An HTTP GET on the host's loopback: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n')?;
+    Some((code.parse().ok().filter(|c| *c != 0)?, body.to_owned()))
+}
+
+/// Waits for the app's `/health` to say both PostgreSQL and Redis answer.
+fn wait_healthy(port: u16) {
+    let (_, body) = wait("the app's /health to answer 200", STEP, || {
+        http_get(port, "/health").filter(|(status, _)| *status == 200)
+    });
+    let health: Value = serde_json::from_str(&body).expect("/health answers JSON");
+    assert_eq!(
+        health,
+        json!({"status": "ok", "database": "ok", "redis": "ok"})
+    );
+}
+
+/// Loads the page once: (visit count from Redis, the page).
+fn visit(port: u16) -> (u64, String) {
+    let (status, page) = http_get(port, "/").expect("the app answers /");
+    assert_eq!(status, 200, "{page}");
+    let count = page
+        .split_once("<strong id=\"count\">")
+        .and_then(|(_, rest)| rest.split_once("</strong>"))
+        .and_then(|(count, _)| count.parse().ok())
+        .unwrap_or_else(|| panic!("the page shows a visit count: {page}"));
+    (count, page)
+}
+
+/// The Stack's Events show the database and Redis created before the app, and the app Pod was created only
+/// once the database and Redis Pods were Ready.
+fn assert_started_in_order(demo: &Demo, stack: &str, app: &Value) {
+    let events = demo.events_about(stack);
+    let created = |note: &str| -> i64 {
+        let event = events
+            .iter()
+            .find(|e| e["reason"] == "Created" && e["note"] == note)
+            .unwrap_or_else(|| panic!("an Event {note:?} about Stack {stack}: {events:#?}"));
+        seconds(&event["eventTime"])
+    };
+    let db_created = created(&format!("Created database Pod {stack}-db"));
+    let redis_created = created(&format!("Created redis Pod {stack}-redis"));
+    let app_created = created(&format!("Created app Pod {}", name(app)));
+    assert!(
+        db_created <= app_created && redis_created <= app_created,
+        "the app Pod was created ({app_created}) after the database ({db_created}) and Redis ({redis_created})"
+    );
+    assert!(
+        events.iter().any(|e| e["reason"] == "Ready"),
+        "a Ready Event about Stack {stack}: {events:#?}"
+    );
+    let app_pod_created = seconds(&app["metadata"]["creationTimestamp"]);
+    for component in ["database", "redis"] {
+        let pods = demo.pods(stack, component);
+        let ready = pods
+            .first()
+            .and_then(|pod| pod["status"]["conditions"].as_array())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .unwrap_or_else(|| panic!("the {component} Pod is Ready: {pods:#?}"));
+        let ready_since = seconds(&ready["lastTransitionTime"]);
+        assert!(
+            ready_since <= app_pod_created,
+            "the {component} Pod was Ready (at {ready_since}) before the app Pod was created ({app_pod_created})"
+        );
+    }
+}
+
+#[test]
+fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retained_deletion() {
+    let Some(demo) = Demo::start("demo") else {
+        return;
+    };
+    let port = free_port();
+    let manifest = demo_stack("shop", &demo.images.addr, port, "Retain");
+    demo.apply(&manifest);
+
+    // Ready, with its endpoint, in order: the database and Redis Ready before the app starts.
+    let stack = demo.wait_condition("shop", "Ready", "True", ROLLOUT);
+    assert_eq!(stack["status"]["phase"], "Ready");
+    assert_eq!(condition(&stack, "Stalled")["status"], "False");
+    assert_eq!(condition(&stack, "Reconciling")["status"], "False");
+    assert_eq!(
+        stack["status"]["endpoints"][0],
+        json!({"name": "app", "url": format!("http://127.0.0.1:{port}")})
+    );
+    let app = demo.ready_pod("shop", "app", None);
+    assert_started_in_order(&demo, "shop", &app);
+    let printed = demo.kubectl_ok(&["get", "stack", "shop"]);
+    assert!(
+        printed.contains("Ready") && printed.contains(&format!("http://127.0.0.1:{port}")),
+        "kubectl get stack prints the phase and the endpoint: {printed}"
+    );
+
+    // The app through its hostPort: each load changes the page (Redis counts, PostgreSQL logs).
+    wait_healthy(port);
+    let (first, first_page) = visit(port);
+    let (second, second_page) = visit(port);
+    assert_eq!(second, first + 1, "Redis counts each visit");
+    assert_ne!(first_page, second_page, "each load changes the page");
+    let mut visits = second;
+
+    // kubectl logs and exec on the stack's Pods.
+    let app_name = name(&app);
+    let log = demo.kubectl_ok(&["logs", &app_name]);
+    assert!(
+        log.contains("\"GET / HTTP/1.1\" 200"),
+        "the app logs its requests: {log}"
+    );
+    let log = demo.kubectl_ok(&["logs", "shop-db"]);
+    assert!(
+        log.contains("database system is ready to accept connections"),
+        "{log}"
+    );
+    let log = demo.kubectl_ok(&["logs", "--tail", "20", "shop-redis"]);
+    assert!(log.contains("Ready to accept connections"), "{log}");
+    assert_eq!(demo.logged_visits("shop-db"), visits);
+    let tables = demo.exec("shop-db", &["psql", "-U", "demo", "demo", "-Atc", r"\dt"]);
+    assert!(
+        tables.contains("|visits|table|"),
+        "psql lists the visits table: {tables}"
+    );
+    let counted = demo.exec("shop-redis", &["redis-cli", "get", "visits"]);
+    assert_eq!(counted.trim(), visits.to_string());
+    let url = demo.exec(&app_name, &["printenv", "DATABASE_URL"]);
+    assert!(
+        url.starts_with("postgresql://demo:") && url.trim().ends_with("@shop-db:5432/demo"),
+        "the app finds the database by its Service name: {url}"
+    );
+
+    // A deleted app Pod comes back, and the app goes on counting.
+    demo.kubectl_ok(&["delete", "pod", &app_name, "--timeout=120s"]);
+    let app = demo.ready_pod("shop", "app", Some(&uid(&app)));
+    assert_eq!(
+        name(&app),
+        app_name,
+        "the app Pod is recreated under its name"
+    );
+    wait_healthy(port);
+    let (count, _) = visit(port);
+    visits += 1;
+    assert_eq!(count, visits);
+
+    // The database Pod replaced: a new Pod on the same claim, the visit log intact.
+    let db = demo.ready_pod("shop", "database", None);
+    let claim_before = demo.get(&["pvc", "shop-db-data"]).expect("the claim");
+    demo.kubectl_ok(&["delete", "pod", "shop-db", "--timeout=120s"]);
+    demo.ready_pod("shop", "database", Some(&uid(&db)));
+    let claim_after = demo.get(&["pvc", "shop-db-data"]).expect("the claim");
+    assert_eq!(uid(&claim_after), uid(&claim_before), "the claim is kept");
+    assert_eq!(demo.logged_visits("shop-db"), visits, "the visits survive");
+    demo.wait_condition("shop", "Ready", "True", STEP);
+    wait_healthy(port);
+    let (count, page) = visit(port);
+    visits += 1;
+    assert_eq!(count, visits, "Redis kept counting");
+    assert_eq!(demo.logged_visits("shop-db"), visits);
+    assert!(
+        page.matches("<li>#").count() >= 3,
+        "the page lists the earlier visits from PostgreSQL: {page}"
+    );
+
+    // An env change rolls the app: with a hostPort the old Pod goes first (two Pods cannot hold one port).
+    demo.kubectl_ok(&[
+        "patch",
+        "stack",
+        "shop",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op": "add", "path": "/spec/app/env/-", "value": {"name": "GREETING", "value": "rolled"}}]"#,
+    ]);
+    let stack = demo.wait_condition("shop", "Ready", "True", STEP);
+    assert_eq!(stack["status"]["observedGeneration"], 2);
+    let rolled = demo.ready_pod("shop", "app", Some(&uid(&app)));
+    assert_ne!(name(&rolled), app_name, "a new template names a new Pod");
+    assert!(
+        demo.get(&["pod", &app_name]).is_none(),
+        "the old app Pod is gone"
+    );
+    assert_eq!(
+        demo.exec(&name(&rolled), &["printenv", "GREETING"]).trim(),
+        "rolled"
+    );
+    assert!(
+        demo.events_about("shop")
+            .iter()
+            .any(|e| e["reason"] == "RollingOut"),
+        "a RollingOut Event"
+    );
+    wait_healthy(port);
+    let (count, _) = visit(port);
+    visits += 1;
+    assert_eq!(count, visits);
+
+    // Deleted with deletionPolicy Retain: Pods and Services go, the claim and the generated Secret stay, unowned.
+    let secret = demo
+        .get(&["secret", "shop-db-credentials"])
+        .expect("the generated Secret");
+    demo.kubectl_ok(&["delete", "stack", "shop", "--timeout=120s"]);
+    wait("the Stack's Pods and Services to go", COLLECT, || {
+        let left = demo.get(&["pods,services", "-l", "berth.dev/stack=shop"])?;
+        left["items"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+    });
+    let claim = demo
+        .get(&["pvc", "shop-db-data"])
+        .expect("the claim is kept");
+    let kept = demo
+        .get(&["secret", "shop-db-credentials"])
+        .expect("the Secret is kept");
+    assert_eq!(uid(&claim), uid(&claim_before));
+    assert_eq!(uid(&kept), uid(&secret));
+    for object in [&claim, &kept] {
+        assert!(
+            object["metadata"]["ownerReferences"].is_null(),
+            "{} no longer belongs to the Stack: {object}",
+            name(object)
+        );
+    }
+
+    // The same Stack applied again adopts the kept data: the visit log goes on.
+    demo.apply(&manifest);
+    demo.wait_condition("shop", "Ready", "True", ROLLOUT);
+    wait_healthy(port);
+    visit(port);
+    visits += 1;
+    assert_eq!(
+        demo.logged_visits("shop-db"),
+        visits,
+        "the new Stack's database holds every earlier visit"
+    );
+}
+
+#[test]
+fn a_bad_image_stalls_the_stack_until_fixed_and_delete_policy_removes_its_data() {
+    let Some(demo) = Demo::start("demo-stall") else {
+        return;
+    };
+    let mut manifest = demo_stack("broken", &demo.images.addr, free_port(), "Delete");
+    let good = manifest["spec"]["database"]["image"].clone();
+    let bad = format!("{}/berth/postgres:no-such-tag", demo.images.addr);
+    manifest["spec"]["database"]["image"] = json!(bad);
+    demo.apply(&manifest);
+
+    // Stalled, with a message that names the image and says what to change; nothing after the database starts.
+    let stack = demo.wait_condition("broken", "Stalled", "True", STEP);
+    let stalled = condition(&stack, "Stalled");
+    assert_eq!(stalled["reason"], "ImagePullFailed", "{stalled}");
+    let message = stalled["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&bad) && message.contains("fix the image reference"),
+        "{message}"
+    );
+    assert_eq!(condition(&stack, "Ready")["status"], "False");
+    assert_eq!(stack["status"]["phase"], "Failed");
+    let events = demo.events_about("broken");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["reason"] == "Stalled"),
+        "a Warning Event says the Stack stalled: {events:#?}"
+    );
+    assert!(demo.pods("broken", "app").is_empty(), "the app waits");
+
+    // Fixed: the database Pod is replaced with the good image and the Stack is no longer stalled.
+    demo.kubectl_ok(&[
+        "patch",
+        "stack",
+        "broken",
+        "--type",
+        "merge",
+        "-p",
+        &json!({"spec": {"database": {"image": good}}}).to_string(),
+    ]);
+    demo.wait_condition("broken", "DatabaseReady", "True", ROLLOUT);
+    let stack = demo.wait_condition("broken", "Stalled", "False", STEP);
+    assert_eq!(stack["status"]["observedGeneration"], 2);
+
+    // The database's files on the node: the claim's volume directory.
+    let claim = demo.get(&["pvc", "broken-db-data"]).expect("the claim");
+    let volume = claim["spec"]["volumeName"]
+        .as_str()
+        .expect("the claim is bound")
+        .to_owned();
+    let pv = demo.get(&["pv", &volume]).expect("the claim's volume");
+    let dir = pv["spec"]["hostPath"]["path"]
+        .as_str()
+        .expect("a local volume")
+        .to_owned();
+    assert!(
+        Path::new(&dir).join("pgdata/PG_VERSION").is_file(),
+        "PostgreSQL initialized its data in {dir}"
+    );
+    assert!(
+        demo.get(&["secret", "broken-db-credentials"]).is_some(),
+        "the generated Secret"
+    );
+
+    // Deleted with deletionPolicy Delete: the claim, its volume and directory, and the Secret go too.
+    demo.kubectl_ok(&["delete", "stack", "broken", "--timeout=120s"]);
+    wait("the claim, volume and Secret to go", COLLECT, || {
+        (demo.get(&["pvc", "broken-db-data"]).is_none()
+            && demo.get(&["pv", &volume]).is_none()
+            && demo.get(&["secret", "broken-db-credentials"]).is_none())
+        .then_some(())
+    });
+    wait("the volume's directory to be removed", COLLECT, || {
+        (!Path::new(&dir).exists()).then_some(())
+    });
+    wait("the Stack's Pods to go", COLLECT, || {
+        let left = demo.get(&["pods", "-l", "berth.dev/stack=broken"])?;
+        left["items"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+    });
+}
