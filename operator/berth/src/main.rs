@@ -29,6 +29,36 @@ struct ServerArgs {
     listen: SocketAddr,
 }
 
+/// The node's Pod network: each `berth up` or `berth agent` on a machine needs its own bridge and CIDR.
+#[derive(clap::Args, Clone)]
+struct NetworkArgs {
+    /// The bridge the Pods' veths join (at most 15 characters); created at start, removed by `berth down`.
+    #[arg(long, default_value = berth_agent::net::DEFAULT_BRIDGE)]
+    bridge: String,
+    /// The Pods' addresses; its first address is the bridge's (the Pods' gateway and DNS server). It must
+    /// not overlap a route of the host.
+    #[arg(long, default_value = berth_agent::net::DEFAULT_CIDR)]
+    pod_cidr: String,
+    /// The DNS domain of Services and Pods.
+    #[arg(long, default_value = berth_agent::net::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+}
+
+impl NetworkArgs {
+    fn apply(&self, config: &mut berth_agent::kubelet::Config) -> Result<()> {
+        config.network.bridge = self.bridge.clone();
+        config.network.cidr = self.pod_cidr.parse().with_context(|| {
+            format!(
+                "--pod-cidr {:?} is not an IPv4 CIDR (like {})",
+                self.pod_cidr,
+                berth_agent::net::DEFAULT_CIDR
+            )
+        })?;
+        config.network.cluster_domain = self.cluster_domain.clone();
+        Ok(())
+    }
+}
+
 /// `berth up`: the API server's flags and the control plane's.
 #[derive(clap::Args, Clone)]
 struct UpArgs {
@@ -43,6 +73,8 @@ struct UpArgs {
     /// Where the kubelet endpoint listens (`kubectl logs`, `exec`, `attach`); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     kubelet_listen: SocketAddr,
+    #[command(flatten)]
+    network: NetworkArgs,
 }
 
 /// `berth agent`: the node agent alone, against any Kubernetes API server.
@@ -64,6 +96,8 @@ struct AgentArgs {
     /// and the API server's client certificate both chain to it); without it the endpoint is off.
     #[arg(long)]
     apiserver_data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    network: NetworkArgs,
 }
 
 /// `berth controller`: where the API is, and how this replica runs.
@@ -94,7 +128,8 @@ enum Command {
     Controller(ControllerArgs),
     /// Run the node agent alone: register this machine as a Node and run the Pods bound to it.
     Agent(AgentArgs),
-    /// Stop what `berth up` started on a data directory: the `berth up` process and every container.
+    /// Stop what `berth up` started on a data directory: the `berth up` process, every container and the
+    /// Pod network (bridge, veths, nftables table).
     Down {
         #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
         data_dir: PathBuf,
@@ -254,6 +289,7 @@ fn agent(args: AgentArgs) -> Result<()> {
             .node_name
             .unwrap_or_else(berth_agent::kubelet::default_node_name);
         let mut config = berth_agent::kubelet::Config::new(args.data_dir, node.clone());
+        args.network.apply(&mut config)?;
         if let Some(pki_dir) = &args.apiserver_data_dir {
             config.server = Some(kubelet_server(pki_dir, &node, args.kubelet_listen)?);
         }
@@ -270,6 +306,9 @@ fn down(data_dir: &Path) -> Result<()> {
         eprintln!("berth: stopped berth up (pid {pid})");
     }
     eprintln!("berth: removed {} containers", report.removed_containers);
+    if let Some(bridge) = report.removed_bridge {
+        eprintln!("berth: removed the pod network (bridge {bridge})");
+    }
     Ok(())
 }
 
@@ -387,6 +426,7 @@ async fn start_agent(
         .clone()
         .unwrap_or_else(berth_agent::kubelet::default_node_name);
     let mut config = berth_agent::kubelet::Config::new(data_dir.clone(), node.clone());
+    up.network.apply(&mut config)?;
     config.server = Some(kubelet_server(&data_dir, &node, up.kubelet_listen)?);
     Ok(tokio::spawn(async move {
         let shutdown = async {

@@ -1,5 +1,6 @@
 //! `berth down`: stops the `berth up` of a data directory (found through the pid file it writes) and removes
-//! every container, network namespace and Pod record the agent left there. Images stay.
+//! every container, network namespace and Pod record the agent left there, then the node's Pod network (the
+//! bridge, its veths, the nftables table and the address store). Images stay.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::{Config, Error, Layout};
+use crate::net::Network;
 use crate::runtime::{self, netns};
 
 /// How long `berth up` may take to stop after SIGTERM.
@@ -18,6 +20,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct DownReport {
     pub stopped_pid: Option<i32>,
     pub removed_containers: usize,
+    /// The bridge removed, when the agent had set one up.
+    pub removed_bridge: Option<String>,
 }
 
 /// The file `berth up` keeps its pid in.
@@ -40,14 +44,13 @@ pub async fn down(data_dir: &Path) -> Result<DownReport, Error> {
         ..DownReport::default()
     };
     let config = Config::new(data_dir, String::new());
-    if !config.runtime_root().exists() {
-        return Ok(report);
-    }
-    let runtime = super::runtime(&config)?;
-    for state in runtime.list().await? {
-        match runtime.remove(&state.id).await {
-            Ok(()) | Err(runtime::Error::NotFound(_)) => report.removed_containers += 1,
-            Err(err) => tracing::warn!(id = %state.id, error = %err, "removing a container"),
+    if config.runtime_root().exists() {
+        let runtime = super::runtime(&config)?;
+        for state in runtime.list().await? {
+            match runtime.remove(&state.id).await {
+                Ok(()) | Err(runtime::Error::NotFound(_)) => report.removed_containers += 1,
+                Err(err) => tracing::warn!(id = %state.id, error = %err, "removing a container"),
+            }
         }
     }
     let layout = Layout::new(data_dir);
@@ -57,6 +60,15 @@ pub async fn down(data_dir: &Path) -> Result<DownReport, Error> {
                 tracing::warn!(error = %err, "removing a network namespace");
             }
         }
+    }
+    let saved = layout.load_network().map_err(|source| Error::Io {
+        context: format!("reading {}", layout.network_file().display()),
+        source,
+    })?;
+    if let Some(network) = saved {
+        Network::teardown(&network).await?;
+        report.removed_bridge = Some(network.bridge);
+        let _ = std::fs::remove_file(layout.network_file());
     }
     let records = layout.pods();
     match std::fs::remove_dir_all(&records) {

@@ -16,6 +16,7 @@ mod pod;
 pub mod probe;
 mod quantity;
 mod record;
+mod sandbox;
 pub mod server;
 mod status;
 pub mod volumes;
@@ -36,6 +37,7 @@ pub use node::default_name as default_node_name;
 pub use record::Layout;
 
 use crate::image::ImageStore;
+use crate::net::{self, NetConfig, Network};
 use crate::runtime::{Runtime, RuntimeConfig};
 
 /// The name Events carry as their reporting controller.
@@ -59,6 +61,8 @@ pub enum Error {
     WatchEnded,
     #[error("kubelet endpoint: {0}")]
     Server(#[from] server::Error),
+    #[error("pod network: {0}")]
+    Network(#[from] net::Error),
 }
 
 /// How the agent runs on this node.
@@ -72,12 +76,16 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// The kubelet endpoint (`kubectl logs`, `exec`, `attach`); none without a TLS identity.
     pub server: Option<server::ServerConfig>,
+    /// The node's Pod network: bridge, CIDR (state under `<data>/net` by default) and cluster domain.
+    pub network: NetConfig,
 }
 
 impl Config {
     pub fn new(data_dir: impl Into<PathBuf>, node_name: impl Into<String>) -> Config {
+        let data_dir = data_dir.into();
         Config {
-            data_dir: data_dir.into(),
+            network: NetConfig::new(data_dir.join("net")),
+            data_dir,
             node_name: node_name.into(),
             pids_limit: Some(4096),
             insecure_registries: Vec::new(),
@@ -106,6 +114,10 @@ pub(crate) struct Context {
     pub volumes: volumes::Volumes,
     /// What the kubelet endpoint finds containers by.
     pub directory: lookup::Directory,
+    /// The node's Pod network (addresses, veths, host ports).
+    pub network: Arc<Network>,
+    /// The node's DNS server, for the Pods' resolv.conf.
+    pub cluster_dns: sandbox::ClusterDns,
     /// Pods whose worker has finished (deleted): late watch events about them are ignored.
     finished: Mutex<HashSet<String>>,
 }
@@ -143,6 +155,23 @@ pub async fn run(
         .with_insecure_registries(config.insecure_registries.clone());
     let machine = node::Machine::read();
     tracing::info!(node = %config.node_name, "{}", node::describe(&machine, &config.data_dir));
+    let layout = Layout::new(&config.data_dir);
+    // Recorded before anything is created, so that `berth down` finds whatever setup got to.
+    layout
+        .save_network(&config.network)
+        .map_err(|source| Error::Io {
+            context: format!(
+                "recording the network settings in {}",
+                layout.network_file().display()
+            ),
+            source,
+        })?;
+    let network = Arc::new(Network::setup(config.network.clone()).await?);
+    let cluster_dns = sandbox::ClusterDns {
+        server: config.network.gateway(),
+        domain: config.network.cluster_domain.clone(),
+    };
+    let _dns = serve_dns(&client, &config.network).await?;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -151,7 +180,6 @@ pub async fn run(
         },
     );
     let directory = lookup::Directory::default();
-    let layout = Layout::new(&config.data_dir);
     let ctx = Arc::new(Context {
         client: client.clone(),
         prober: probe::Prober::new(runtime.clone()),
@@ -165,6 +193,8 @@ pub async fn run(
         host_ip: "127.0.0.1".into(),
         pids_limit: config.pids_limit,
         directory: directory.clone(),
+        network,
+        cluster_dns,
         finished: Mutex::new(HashSet::new()),
     });
     let (stop, stopped) = watch::channel(false);
@@ -205,6 +235,34 @@ pub async fn run(
         let _ = server.await;
     }
     result
+}
+
+/// The node's DNS server on the gateway's port 53, forwarding outside names to the host's resolvers (not to
+/// itself: a host whose resolv.conf names the gateway would loop). Kept alive by the returned handle.
+async fn serve_dns(client: &Client, config: &NetConfig) -> Result<net::dns::DnsServer, Error> {
+    let gateway = std::net::IpAddr::V4(config.gateway());
+    let upstreams = match std::fs::read_to_string("/etc/resolv.conf") {
+        Ok(text) => net::dns::upstreams_from_resolv_conf(&text),
+        Err(err) => {
+            tracing::warn!(error = %err, "reading /etc/resolv.conf: names outside the cluster will not resolve");
+            Vec::new()
+        }
+    };
+    let upstreams = upstreams
+        .into_iter()
+        .filter(|addr| addr.ip() != gateway)
+        .collect();
+    let server = net::dns::serve(
+        client.clone(),
+        net::dns::DnsConfig {
+            listen: std::net::SocketAddr::new(gateway, 53),
+            upstreams,
+            cluster_domain: config.cluster_domain.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(addr = %server.local_addr(), "cluster DNS listening");
+    Ok(server)
 }
 
 /// Watches the node's Pods and hands each to its worker. Dropping the senders (when this returns) stops the

@@ -5,7 +5,7 @@
 //! had on the node and then the Pod object.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,10 +28,12 @@ use super::env::{self, Sources};
 use super::lookup::Entry;
 use super::probe::{ProbeEvent, ProbeHandle, ProbeTarget};
 use super::record::{self, Record};
+use super::sandbox;
 use super::server::ContainerRef;
 use super::status::{self, Inputs};
 use super::volumes::PreparedVolumes;
 use crate::image::{Credentials, Image, PullPolicy, no_progress};
+use crate::net::{self, PodKey};
 use crate::runtime::{self, ExitStatus, Status, netns};
 
 /// A Pod is looked at again at least this often (a missed exit, a Secret that appeared).
@@ -40,6 +42,10 @@ const RESYNC: Duration = Duration::from_secs(10);
 const SHOW_PULL_ERROR: Duration = Duration::from_secs(2);
 /// The grace period when neither the deletion nor the Pod names one (upstream's default).
 const DEFAULT_GRACE: i64 = 30;
+/// The waiting reason of a container whose hostPort is taken on the node.
+const FAILED_PORT_BINDING: &str = "FailedPortBinding";
+/// The name-resolution files every container of a Pod mounts, by their name in the Pod's directory.
+const POD_FILES: [(&str, &str); 2] = [("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")];
 
 /// One container of the Pod and what the worker knows about it.
 struct Slot {
@@ -112,6 +118,8 @@ pub(super) struct Worker {
     pod: Arc<Pod>,
     netns: Option<PathBuf>,
     pod_ip: Option<String>,
+    /// The namespace is attached, the Pod's files written and its hostPorts published.
+    sandbox_ready: bool,
     slots: Vec<Slot>,
     wakes: mpsc::UnboundedReceiver<Wake>,
     wake_sender: mpsc::UnboundedSender<Wake>,
@@ -159,6 +167,7 @@ impl Worker {
             pod,
             netns: None,
             pod_ip: None,
+            sandbox_ready: false,
             slots,
             wakes,
             wake_sender,
@@ -289,6 +298,11 @@ impl Worker {
                 }
             }
             slot.record = Some(record);
+        }
+        // Running containers keep their address; the probes need it, and the hostPorts died with the last
+        // agent.
+        if self.slots.iter().any(|s| s.running) {
+            self.ensure_sandbox().await;
         }
         for i in 0..self.slots.len() {
             if self.slots[i].running {
@@ -560,9 +574,28 @@ impl Worker {
         }
     }
 
-    /// The Pod's network namespace. Networking plugs in here: once `crate::net` attaches the namespace to
-    /// the node's bridge, its address becomes the Pod IP; until then the Pod has loopback only and no podIP.
+    /// The Pod's sandbox: its network namespace attached to the node's bridge (the address is the Pod IP),
+    /// the hosts and resolv.conf files its containers mount, and its hostPorts published. A host-network
+    /// Pod has no namespace of its own: it shares the agent's and the host's address. A step that fails is
+    /// tried again on the next pass; a restarted agent goes through them again (attach keeps the address).
     async fn ensure_sandbox(&mut self) -> bool {
+        if self.sandbox_ready {
+            return true;
+        }
+        let host_network = sandbox::host_network(&self.pod);
+        if host_network {
+            self.pod_ip = Some(self.ctx.host_ip.clone());
+        } else if !self.ensure_netns().await || !self.attach().await {
+            return false;
+        }
+        if !self.write_pod_files().await || !self.publish_ports().await {
+            return false;
+        }
+        self.sandbox_ready = true;
+        true
+    }
+
+    async fn ensure_netns(&mut self) -> bool {
         if self.netns.is_some() {
             return true;
         }
@@ -575,13 +608,8 @@ impl Worker {
                 true
             }
             Ok(Err(err)) => {
-                self.event(
-                    EventType::Warning,
-                    "FailedCreatePodSandBox",
-                    None,
-                    format!("Failed to create pod sandbox: {err}"),
-                )
-                .await;
+                self.sandbox_failed(format!("creating the network namespace: {err}"))
+                    .await;
                 false
             }
             Err(err) => {
@@ -589,6 +617,131 @@ impl Worker {
                 false
             }
         }
+    }
+
+    /// Connects the namespace to the bridge; the address becomes `status.podIP`.
+    async fn attach(&mut self) -> bool {
+        if self.pod_ip.is_some() {
+            return true;
+        }
+        let Some(netns) = self.netns.clone() else {
+            return false;
+        };
+        let key = PodKey {
+            uid: self.uid.clone(),
+            namespace: self.namespace().to_owned(),
+            name: self.name().to_owned(),
+        };
+        match self.ctx.network.attach(&key, &netns).await {
+            Ok(network) => {
+                self.pod_ip = Some(network.ip.to_string());
+                true
+            }
+            Err(err) => {
+                self.sandbox_failed(format!("attaching the Pod to the network: {err}"))
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// `/etc/hosts` and `/etc/resolv.conf` in the Pod's directory, as the kubelet manages them.
+    async fn write_pod_files(&mut self) -> bool {
+        let host_resolv = tokio::fs::read_to_string("/etc/resolv.conf")
+            .await
+            .unwrap_or_default();
+        let host_hosts = tokio::fs::read_to_string("/etc/hosts")
+            .await
+            .unwrap_or_default();
+        let resolv = match sandbox::resolv_conf(&self.pod, &host_resolv, &self.ctx.cluster_dns) {
+            Ok(text) => text,
+            Err(message) => {
+                self.event(EventType::Warning, "DNSConfigForming", None, message)
+                    .await;
+                return false;
+            }
+        };
+        let pod_ip = self.pod_ip.as_deref().and_then(|ip| ip.parse().ok());
+        let hosts =
+            sandbox::hosts_file(&self.pod, pod_ip, &host_hosts, &self.ctx.cluster_dns.domain);
+        for (name, text) in [("hosts", hosts), ("resolv.conf", resolv)] {
+            let path = self.ctx.layout.pod_file(&self.uid, name);
+            if let Err(err) = sandbox::write_in_place(&path, &text) {
+                self.sandbox_failed(format!("writing {}: {err}", path.display()))
+                    .await;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The containers' hostPorts, proxied from the host to the Pod's address. A port someone else holds is
+    /// an Event and the waiting reason of the containers that ask for it, until it is free.
+    async fn publish_ports(&mut self) -> bool {
+        let ports = match sandbox::host_ports(&self.pod) {
+            Ok(ports) => ports,
+            Err(message) => {
+                self.sandbox_failed(message).await;
+                return false;
+            }
+        };
+        if ports.is_empty() {
+            return true;
+        }
+        let Some(ip) = self.pod_ip.as_deref().and_then(|ip| ip.parse().ok()) else {
+            return false;
+        };
+        match self.ctx.network.publish(&self.uid, &ports, ip).await {
+            Ok(()) => {
+                for slot in &mut self.slots {
+                    if slot
+                        .waiting
+                        .as_ref()
+                        .is_some_and(|(reason, _)| reason == FAILED_PORT_BINDING)
+                    {
+                        slot.waiting = None;
+                    }
+                }
+                true
+            }
+            Err(err) => {
+                let message = err.to_string();
+                if let net::Error::PortInUse { protocol, addr, .. } = &err {
+                    let spec = self.pod.spec.clone().unwrap_or_default();
+                    for slot in self.slots.iter_mut().filter(|s| !s.init) {
+                        let asks = spec
+                            .containers
+                            .get(slot.index)
+                            .and_then(|c| c.ports.as_ref())
+                            .is_some_and(|ports| {
+                                ports.iter().any(|p| {
+                                    p.host_port == Some(i32::from(addr.port()))
+                                        && p.protocol.as_deref().unwrap_or("TCP")
+                                            == protocol.to_string()
+                                })
+                            });
+                        if asks {
+                            slot.waiting =
+                                Some((FAILED_PORT_BINDING.into(), Some(message.clone())));
+                        }
+                    }
+                }
+                self.sandbox_failed(format!("publishing host ports: {message}"))
+                    .await;
+                false
+            }
+        }
+    }
+
+    async fn sandbox_failed(&self, message: String) {
+        tracing::warn!(%message, "pod sandbox");
+        self.event(
+            EventType::Warning,
+            "FailedCreatePodSandBox",
+            None,
+            format!("Failed to create pod sandbox: {message}"),
+        )
+        .await;
     }
 
     /// Restarts slot `i` once its backoff allows, or reports CrashLoopBackOff until then.
@@ -949,9 +1102,27 @@ impl Worker {
             }
         }
         let environment = env::resolve(&self.pod, spec, &sources).map_err(|e| e.to_string())?;
-        let mounts = match &self.volumes {
+        let mut mounts = match &self.volumes {
             Some(volumes) => volumes.mounts(spec).map_err(|e| e.to_string())?,
             None => Vec::new(),
+        };
+        // A container that mounts its own /etc/hosts or /etc/resolv.conf keeps it.
+        for (name, destination) in POD_FILES {
+            if !mounts
+                .iter()
+                .any(|m| m.destination == Path::new(destination))
+            {
+                mounts.push(runtime::Mount {
+                    source: self.ctx.layout.pod_file(&self.uid, name),
+                    destination: destination.into(),
+                    read_only: false,
+                });
+            }
+        }
+        let netns = if sandbox::host_network(&self.pod) {
+            Some(sandbox::host_netns())
+        } else {
+            self.netns.clone()
         };
         container::config(
             &self.pod,
@@ -959,7 +1130,7 @@ impl Worker {
             image,
             Placement {
                 id: id.to_owned(),
-                netns: self.netns.clone(),
+                netns,
                 log_path,
                 env: environment,
                 mounts,
@@ -991,7 +1162,7 @@ impl Worker {
             restart_policy: &policy,
             init: &init,
             containers: &containers,
-            sandbox_ready: self.netns.is_some(),
+            sandbox_ready: self.sandbox_ready,
             pod_ip: self.pod_ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
             start_time: self.start_time.clone(),
@@ -1254,8 +1425,8 @@ fn humanize(delay: Duration) -> String {
     }
 }
 
-/// Removes everything a Pod had on this node: its containers (any left running are killed), its network
-/// namespace, its records and its logs.
+/// Removes everything a Pod had on this node: its containers (any left running are killed), its address,
+/// veth and host ports, its network namespace, its records and its logs.
 pub(super) async fn purge(ctx: &Context, uid: &str) {
     let records = ctx.layout.read(uid).unwrap_or_default();
     for record in &records {
@@ -1266,6 +1437,9 @@ pub(super) async fn purge(ctx: &Context, uid: &str) {
     }
     if let Err(err) = ctx.volumes.cleanup(uid).await {
         tracing::warn!(error = %err, "removing the Pod's volumes");
+    }
+    if let Err(err) = ctx.network.detach(uid).await {
+        tracing::warn!(error = %err, "detaching the Pod from the network");
     }
     let netns_path = ctx.layout.netns_dir().join(record::compact_uid(uid));
     if let Err(err) = netns::remove(&netns_path) {

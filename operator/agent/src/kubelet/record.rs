@@ -56,6 +56,27 @@ impl Layout {
     pub fn netns_dir(&self) -> PathBuf {
         self.root.join("netns")
     }
+    /// The node's network settings, as the agent last started with them (for `berth down`).
+    pub fn network_file(&self) -> PathBuf {
+        self.root.join("network.json")
+    }
+    /// A Pod's `/etc/hosts` and `/etc/resolv.conf`, beside its records.
+    pub fn pod_file(&self, uid: &str, name: &str) -> PathBuf {
+        self.pod(uid).join(name)
+    }
+
+    pub fn save_network(&self, config: &crate::net::NetConfig) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        write_json(
+            &self.network_file(),
+            &super::sandbox::SavedNetwork::from(config),
+        )
+    }
+
+    /// The settings [`Layout::save_network`] recorded, if an agent ever started here.
+    pub fn load_network(&self) -> std::io::Result<Option<crate::net::NetConfig>> {
+        Ok(read_json::<super::sandbox::SavedNetwork>(&self.network_file())?.map(Into::into))
+    }
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
