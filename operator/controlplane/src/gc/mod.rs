@@ -1,8 +1,9 @@
 //! The garbage collector: ownerReferences with background and foreground cascading deletion and orphaning
 //! (propagationPolicy, as the `foregroundDeletion` and `orphan` finalizers the API server sets),
 //! blockOwnerDeletion, and dependents of owners that are gone or never existed. It caches every resource that
-//! discovery lists (refreshed as CRDs come and go), plans from the cache, and checks each step against the API
-//! before writing, as upstream's collector does.
+//! discovery lists, plans from the cache, and checks each step against the API before writing, as upstream's
+//! collector does. Discovery is refreshed when a CustomResourceDefinition changes (so that a new kind's
+//! objects, a deleted Stack's say, are collected at once) and every 30 s besides.
 
 mod act;
 mod graph;
@@ -12,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::DynamicObject;
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -71,9 +73,21 @@ pub async fn run(client: Client) -> Result<(), Error> {
         reported: Reported::default(),
     };
     let mut resync = tokio::time::interval(RESYNC);
+    let mut definitions = definition_changes(&collector.client);
     loop {
         tokio::select! {
             _ = resync.tick() => collector.discover().await,
+            changed_definition = definitions.next() => match changed_definition {
+                Some(true) => {
+                    // A burst of CRD changes (an install of several) costs one refresh.
+                    while let Some(Some(_)) = definitions.next().now_or_never() {}
+                    collector.discover().await;
+                }
+                Some(false) => {}
+                None => {
+                    return Err(Error::WatchEnded { resource: "customresourcedefinitions".into() });
+                }
+            },
             change = changed.recv() => if change.is_none() {
                 return Err(Error::WatchEnded { resource: "every resource".into() });
             },
@@ -83,6 +97,21 @@ pub async fn run(client: Client) -> Result<(), Error> {
             collector.pass().await;
         }
     }
+}
+
+/// Yields true for each CustomResourceDefinition created, changed (Established, new versions) or deleted after
+/// the watch has listed them (discovery at start covers those), false for anything else.
+fn definition_changes(client: &Client) -> futures::stream::BoxStream<'static, bool> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(|event| {
+            matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
+            )
+        })
+        .boxed()
 }
 
 impl Collector {
