@@ -1,6 +1,7 @@
 //! Test harness for end-to-end tests: starts the real `berth` binary on a free loopback port with its own
 //! data directory, drives it with the real kubectl and with kube-rs, and kills it when the test ends.
 
+pub mod network;
 pub mod registry;
 
 use std::io::Write;
@@ -71,9 +72,15 @@ impl Server {
     }
 
     /// Starts `berth up` (the whole embedded control plane) with extra flags, e.g. node network settings.
+    /// Without `--bridge`, it gets a Pod network of its own ([`network::TestNetwork`]), so that tests beside
+    /// each other never share a bridge; `berth down` removes it (and every container) on drop.
     pub fn start_up(extra: &[&str]) -> Server {
-        let mut command = vec!["up"];
-        command.extend_from_slice(extra);
+        let mut command: Vec<String> = vec!["up".into()];
+        command.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--bridge") {
+            command.extend(network::TestNetwork::pick().flags());
+        }
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
         Server::start_command(berth_bin(), &command)
     }
 
@@ -218,6 +225,16 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        // What `berth up` leaves on the host: containers, network namespaces, the bridge, its nftables table.
+        if self.command.first().is_some_and(|c| c == "up") {
+            let _ = Command::new(&self.bin)
+                .arg("down")
+                .arg("--data-dir")
+                .arg(self.data_dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
