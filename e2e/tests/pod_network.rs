@@ -322,6 +322,33 @@ spec:
     );
     assert!(!missing.status.success());
 
+    // hostNetwork: the host's namespace (its links, this node's bridge among them) and the host's address,
+    // no veth of its own, the host's resolvers.
+    let veths = node.bridge_ports();
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  containers:
+  - {name: c, image: "{{IMAGE}}", command: [sleep, "3600"]}
+"#,
+    );
+    assert_eq!(node.wait_ready("hostnet"), "127.0.0.1");
+    let links = node.exec_ok("hostnet", &["cat", "/proc/net/dev"]);
+    assert!(
+        links.contains(&format!("{}:", node.network.bridge)),
+        "{links}"
+    );
+    let resolv = node.exec_ok("hostnet", &["cat", "/etc/resolv.conf"]);
+    assert!(
+        !resolv.contains(&node.network.gateway.to_string()),
+        "{resolv}"
+    );
+    assert_eq!(node.bridge_ports(), veths);
+
     // The hostPort, through the agent's proxy on the host.
     let body = wait_for("the hostPort to answer", START, || http_get(host_port));
     assert_eq!(body, "hello-from-web");
