@@ -410,6 +410,14 @@ fn seconds(time: &Value) -> i64 {
     time.0.as_second()
 }
 
+/// When an Event happened: `eventTime`, or the deprecated first timestamp of a core/v1 Event.
+fn event_time(event: &Value) -> i64 {
+    match &event["eventTime"] {
+        Value::Null => seconds(&event["deprecatedFirstTimestamp"]),
+        time => seconds(time),
+    }
+}
+
 /// The sample Stack (config/samples/stack.yaml) renamed, with this test's registry, app hostPort and policy.
 fn demo_stack(name: &str, registry: &str, host_port: u16, policy: &str) -> Value {
     let path = Server::repo_root().join("config/samples/stack.yaml");
@@ -480,7 +488,7 @@ fn assert_started_in_order(demo: &Demo, stack: &str, app: &Value) {
             .iter()
             .find(|e| e["reason"] == "Created" && e["note"] == note)
             .unwrap_or_else(|| panic!("an Event {note:?} about Stack {stack}: {events:#?}"));
-        seconds(&event["eventTime"])
+        event_time(event)
     };
     let db_created = created(&format!("Created database Pod {stack}-db"));
     let redis_created = created(&format!("Created redis Pod {stack}-redis"));
@@ -633,6 +641,19 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
             .iter()
             .any(|e| e["reason"] == "RollingOut"),
         "a RollingOut Event"
+    );
+    // Recreated, not surged: the old Pod was being stopped before the new one was made.
+    let stopped = demo
+        .events_about(&app_name)
+        .iter()
+        .filter(|e| e["reason"] == "Killing" && e["regarding"]["uid"] == uid(&app))
+        .map(event_time)
+        .min()
+        .expect("a Killing Event about the old app Pod");
+    let made = seconds(&rolled["metadata"]["creationTimestamp"]);
+    assert!(
+        stopped <= made,
+        "the old app Pod was stopped (at {stopped}) before the new one was created ({made})"
     );
     wait_healthy(port);
     let (count, _) = visit(port);
