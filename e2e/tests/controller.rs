@@ -1,8 +1,8 @@
 //! The Stack controller inside `berth up`, driven as a user would (the real kubectl) and observed through the
 //! API: a Stack becomes its Secret, claim, Services and Pods with labels and owner references, its status
 //! follows kstatus, the app starts only once the database and Redis are Ready, drift is put back, a Stack at
-//! rest writes nothing, and deletion honours both policies. There is no node agent here: the tests report Pod
-//! readiness themselves, as a kubelet would.
+//! rest writes nothing, and deletion honours both policies. `berth up --disable-agent` runs no node agent: the
+//! tests report Pod readiness themselves, as a kubelet would.
 
 use std::future::Future;
 use std::process::Output;
@@ -20,9 +20,8 @@ use serde_json::{Value, json};
 
 /// How long the controller may take to react.
 const DEADLINE: Duration = Duration::from_secs(30);
-/// How long garbage collection may take: the collector learns of a new kind (the Stack CRD) only when it
-/// refreshes discovery, every 30 s as upstream's does.
-const GC_DEADLINE: Duration = Duration::from_secs(75);
+/// How long garbage collection may take: the collector refreshes discovery when a CRD (the Stack's) changes.
+const GC_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls `check` until it returns Some, failing the test after `DEADLINE`.
 async fn eventually<T, F, Fut>(what: &str, check: F) -> T
@@ -59,7 +58,7 @@ struct Cluster {
 impl Cluster {
     /// `berth up` with the Stack CRD installed.
     async fn start() -> Cluster {
-        let server = Server::start_up(&[]);
+        let server = Server::start_up(&["--disable-agent"]);
         let client = server.client().await;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &berth_api::crd())

@@ -1,6 +1,6 @@
 //! The embedded control plane of `berth up` driven with the real kubectl: scheduling and its Unschedulable
 //! report, placement rules, local volumes, owner-reference garbage collection, namespace cascade, node
-//! lifecycle and leader election. There is no node agent here: tests register Nodes and renew their Leases
+//! lifecycle and leader election. `berth up --disable-agent` runs no node agent: tests register Nodes and renew their Leases
 //! themselves, as a kubelet would. Every test starts its own server and waits on conditions with deadlines.
 
 use std::path::{Path, PathBuf};
@@ -193,7 +193,7 @@ fn wait_unschedulable(k: &Kubectl, pod: &str) -> String {
 
 #[test]
 fn a_pod_is_bound_to_the_node_that_fits_it() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     register(&k, "small", "1");
     register(&k, "big", "4");
@@ -223,7 +223,7 @@ fn a_pod_is_bound_to_the_node_that_fits_it() {
 
 #[test]
 fn a_pod_too_big_for_every_node_is_unschedulable_until_a_node_fits() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     register(&k, "n1", "1");
     k.apply(&pod("huge", "4", json!({})));
@@ -249,7 +249,7 @@ fn a_pod_too_big_for_every_node_is_unschedulable_until_a_node_fits() {
 
 #[test]
 fn a_pod_with_no_node_at_all_says_so() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     k.apply(&pod("lonely", "100m", json!({})));
     assert_eq!(
@@ -260,7 +260,7 @@ fn a_pod_with_no_node_at_all_says_so() {
 
 #[test]
 fn node_selectors_taints_and_host_ports_decide_placement() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     k.apply(&node("plain", "4", json!({"disk": "hdd"}), json!([])));
     k.apply(&node(
@@ -325,7 +325,7 @@ fn claim_phase(k: &Kubectl, name: &str) -> Option<String> {
 
 #[test]
 fn a_wait_for_first_consumer_claim_is_bound_when_its_pod_is_scheduled_and_outlives_it() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     let class = wait_for("the default StorageClass", DEADLINE, || {
         k.get(&["storageclass", "local-path"])
@@ -401,7 +401,7 @@ fn a_wait_for_first_consumer_claim_is_bound_when_its_pod_is_scheduled_and_outliv
 
 #[test]
 fn a_retained_volume_keeps_its_directory_and_an_unknown_class_is_reported() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     k.apply(&json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
@@ -473,7 +473,7 @@ fn gone(k: &Kubectl, target: &[&str]) -> bool {
 
 #[test]
 fn background_deletion_takes_dependents_and_dangling_owners_are_collected() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     k.apply(&config_map("owner", json!([]), json!([])));
     let uid = uid_of(&k, &["cm", "owner"]);
@@ -531,7 +531,7 @@ fn background_deletion_takes_dependents_and_dangling_owners_are_collected() {
 
 #[test]
 fn foreground_deletion_waits_for_blocking_dependents() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     k.apply(&config_map("owner", json!([]), json!([])));
     let uid = uid_of(&k, &["cm", "owner"]);
@@ -586,7 +586,7 @@ fn foreground_deletion_waits_for_blocking_dependents() {
 
 #[test]
 fn orphan_deletion_keeps_dependents_without_the_reference() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     k.apply(&config_map("owner", json!([]), json!([])));
     let uid = uid_of(&k, &["cm", "owner"]);
@@ -663,7 +663,7 @@ fn wait_shop_emptied(k: &Kubectl) {
 
 #[test]
 fn deleting_a_namespace_deletes_everything_in_it() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     shop(&k, &[]);
     k.ok(&["delete", "namespace", "shop", "--wait=false"]);
@@ -675,7 +675,7 @@ fn deleting_a_namespace_deletes_everything_in_it() {
 
 #[test]
 fn a_terminating_namespace_waits_for_finalizers_and_refuses_new_objects() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     shop(
         &k,
@@ -808,7 +808,7 @@ fn lease_write(kubeconfig: &Path, cache: &Path, lease: &Value) {
 #[test]
 fn a_node_whose_lease_stops_being_renewed_turns_not_ready_and_so_do_its_pods() {
     let grace = Duration::from_secs(3);
-    let server = Server::start_up(&["--node-lease-grace", "3s"]);
+    let server = Server::start_up(&["--node-lease-grace", "3s", "--disable-agent"]);
     let k = Kubectl::new(&server);
     register(&k, "n1", "2");
     let mut heartbeat = Heartbeat::start(&server, "n1", Duration::from_millis(500));
@@ -873,7 +873,7 @@ fn log_of(server: &Server) -> String {
 
 #[test]
 fn a_control_plane_that_does_not_hold_the_leader_lease_does_nothing() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     let lease = wait_for(
         "the control plane to take the leader Lease",
@@ -936,7 +936,7 @@ fn a_control_plane_that_does_not_hold_the_leader_lease_does_nothing() {
 
 #[test]
 fn ctrl_c_releases_the_leader_lease_for_the_next_berth_up() {
-    let mut server = Server::start_up(&[]);
+    let mut server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     let first = wait_for("the leader Lease", DEADLINE, || {
         leader_lease(&k)?["spec"]["holderIdentity"]
@@ -980,7 +980,7 @@ fn ctrl_c_releases_the_leader_lease_for_the_next_berth_up() {
 
 #[test]
 fn objects_the_loops_cannot_understand_are_reported_once_and_stop_nothing() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let k = Kubectl::new(&server);
     register(&k, "n1", "2");
     k.apply(&pod("odd", "lots", json!({})));

@@ -25,7 +25,7 @@ spec:
 
 #[test]
 fn dependents_of_a_custom_resource_of_a_new_kind_are_collected_without_waiting_for_a_resync() {
-    let server = Server::start_up(&[]);
+    let server = Server::start_up(&["--disable-agent"]);
     let cache = format!(
         "--cache-dir={}",
         server.data_dir.path().join("kubectl-cache").display()

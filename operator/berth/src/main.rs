@@ -75,6 +75,10 @@ struct UpArgs {
     kubelet_listen: SocketAddr,
     #[command(flatten)]
     network: NetworkArgs,
+    /// Run no node agent here (as k3s's `server --disable-agent`): this machine is not a Node, and Pods wait
+    /// for an agent elsewhere (`berth agent`) to register one.
+    #[arg(long)]
+    disable_agent: bool,
 }
 
 /// `berth agent`: the node agent alone, against any Kubernetes API server.
@@ -338,8 +342,10 @@ fn serve(args: ServerArgs, up: Option<UpArgs>) -> Result<()> {
         };
         let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut agent = match &up {
-            Some(up) => Some(start_agent(&running.kubeconfig, up, agent_stopped).await?),
-            None => None,
+            Some(up) if !up.disable_agent => {
+                Some(start_agent(&running.kubeconfig, up, agent_stopped).await?)
+            }
+            _ => None,
         };
         tokio::select! {
             result = running.serve => result.context("the API server stopped")?,
