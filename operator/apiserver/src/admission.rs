@@ -59,6 +59,7 @@ pub fn prepare_create(registry: &Registry, rt: &ResourceType, object: &mut Value
         object::set_path(object, &["status"], json!({"phase": "Pending"}));
     } else if is(rt, "", "secrets") {
         fold_string_data(rt, object)?;
+        default_secret_type(object);
     } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
         let meta = object::meta_mut(object);
         let finalizers = meta.entry("finalizers").or_insert_with(|| json!([]));
@@ -89,10 +90,21 @@ pub fn prepare_update(
         );
     } else if is(rt, "", "secrets") {
         fold_string_data(rt, object)?;
+        default_secret_type(object);
     } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
         crd::set_status(registry, object, Some(old));
     }
     Ok(())
+}
+
+/// A Secret written without a `type` is `Opaque`, as upstream's defaulting makes it.
+fn default_secret_type(object: &mut Value) {
+    let missing = object
+        .get("type")
+        .is_none_or(|t| t.is_null() || t.as_str() == Some(""));
+    if missing {
+        object::set_path(object, &["type"], json!("Opaque"));
+    }
 }
 
 /// `stringData` is write-only: its entries are base64-encoded into `data`, overriding keys there. A value that
@@ -221,6 +233,21 @@ pub fn missing_resource_version() -> Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_without_a_type_is_opaque_and_a_given_type_is_kept() {
+        let registry = Registry::new();
+        let secrets = registry.lookup("", "v1", "secrets").unwrap();
+        let mut untyped = json!({"metadata": {"name": "s"}, "data": {}});
+        prepare_create(&registry, &secrets, &mut untyped).unwrap();
+        assert_eq!(untyped["type"], "Opaque");
+        let mut empty = json!({"metadata": {"name": "s"}, "type": ""});
+        prepare_update(&registry, &secrets, &mut empty, &untyped).unwrap();
+        assert_eq!(empty["type"], "Opaque");
+        let mut typed = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls"});
+        prepare_create(&registry, &secrets, &mut typed).unwrap();
+        assert_eq!(typed["type"], "kubernetes.io/tls");
+    }
 
     #[test]
     fn string_data_is_folded_into_base64_data() {
