@@ -1,12 +1,12 @@
 //! The demo path end to end (issues 7 and 8), as a user walks it: the images `make images` builds from Debian
 //! packages (PostgreSQL 15, Redis 7, the Flask app) served from a registry of the test's own, the sample Stack
-//! (config/samples/stack.yaml) applied to `berth up` with the test's own data directory, node name, bridge, Pod
-//! CIDR and app hostPort, and then: Ready in order, the app answering on 127.0.0.1 with Redis and PostgreSQL
-//! behind it, `kubectl logs` and `exec`, lost Pods coming back with their data, an env change rolling the app,
-//! a bad image stalling the Stack, and deletion under both policies.
+//! (config/samples/stack.yaml) applied to `berth up` with the test's own data directory, node name, Pod network
+//! (the harness picks a bridge and a /24) and app hostPort, and then: Ready in order, the app answering on
+//! 127.0.0.1 with Redis and PostgreSQL behind it, `kubectl logs` and `exec`, lost Pods coming back with their
+//! data, an env change rolling the app, a bad image stalling the Stack, and deletion under both policies.
 //!
-//! Each test tears its `berth up` down with `berth down` (containers, namespaces) and removes what its network
-//! left; a failing test prints the Stack, its Pods, their events and the tail of berth's log.
+//! The harness tears each `berth up` down with `berth down` (containers, namespaces, bridge); a failing test
+//! prints the Stacks, their Pods, claims, volumes, events and the tail of berth's log first.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_e2e::{Server, berth_bin};
+use berth_e2e::Server;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
@@ -120,76 +120,19 @@ impl Drop for Images {
     }
 }
 
-/// An IPv4 prefix, `a.b.c.d/len`, as `ip route` prints it (a bare address is a /32).
-fn prefix(text: &str) -> Option<(u32, u32)> {
-    let (addr, len) = text.split_once('/').unwrap_or((text, "32"));
-    let addr: std::net::Ipv4Addr = addr.parse().ok()?;
-    Some((u32::from(addr), len.parse().ok()?))
-}
-
-fn overlaps((a, a_len): (u32, u32), (b, b_len): (u32, u32)) -> bool {
-    let len = a_len.min(b_len);
-    len == 0 || (a >> (32 - len)) == (b >> (32 - len))
-}
-
-/// A /24 in 10.250.0.0/15 that no route of this host covers (other tests' bridges included).
-fn free_pod_cidr() -> String {
-    let routes = Command::new("ip")
-        .args(["-4", "route", "show", "table", "all"])
-        .output()
-        .expect("running ip route");
-    let taken: Vec<(u32, u32)> = String::from_utf8_lossy(&routes.stdout)
-        .lines()
-        .filter_map(|line| {
-            let dest = line.split_whitespace().find(|w| w.contains('.'))?;
-            prefix(dest)
-        })
-        .collect();
-    let seed = u32::from_str_radix(&unique(), 16).unwrap_or_default();
-    (0..512)
-        .map(|i| {
-            let n = (seed + i * 97) % 512;
-            format!("10.{}.{}.0/24", 250 + n / 256, n % 256)
-        })
-        .find(|cidr| {
-            let cidr = prefix(cidr).expect("a valid prefix");
-            !taken
-                .iter()
-                .filter(|t| t.0 != 0)
-                .any(|t| overlaps(*t, cidr))
-        })
-        .expect("a free /24 in 10.250.0.0/15")
-}
-
-/// `berth up` with its own data directory, node, bridge and Pod CIDR, the Stack CRD installed, and the demo
-/// images in a registry of its own. Torn down on drop, containers and network included.
+/// `berth up` with its own data directory, node and Pod network, the Stack CRD installed, and the demo images in
+/// a registry of its own. Torn down on drop (by the harness), containers and network included.
 struct Demo {
     server: Server,
-    bridge: String,
     images: Images,
 }
 
 impl Demo {
     fn start(test: &str) -> Option<Demo> {
         let images = Images::start()?;
-        let id = unique();
-        let node = format!("{test}-{id}");
-        let bridge = format!("bd{id}");
-        let bridge = bridge[..bridge.len().min(15)].to_owned();
-        let cidr = free_pod_cidr();
-        let server = Server::start_up(&[
-            "--node-name",
-            &node,
-            "--bridge",
-            &bridge,
-            "--pod-cidr",
-            &cidr,
-        ]);
-        let demo = Demo {
-            server,
-            bridge,
-            images,
-        };
+        let node = format!("{test}-{}", unique());
+        let server = Server::start_up(&["--node-name", &node]);
+        let demo = Demo { server, images };
         wait("the node to be Ready", NODE_READY, || {
             let out = demo.kubectl(&[
                 "get",
@@ -347,29 +290,6 @@ impl Drop for Demo {
         if std::thread::panicking() {
             self.diagnose();
         }
-        self.server.kill();
-        let down = Command::new(berth_bin())
-            .arg("down")
-            .arg("--data-dir")
-            .arg(self.server.data_dir.path())
-            .output();
-        match down {
-            Ok(out) if !out.status.success() => eprintln!("berth down failed: {}", text(&out)),
-            Ok(_) => {}
-            Err(err) => eprintln!("running berth down: {err}"),
-        }
-        // What the node's network leaves when `berth down` does not remove it: the bridge and its nftables table.
-        if Path::new("/sys/class/net").join(&self.bridge).exists() {
-            eprintln!("berth down left the bridge {}; removing it", self.bridge);
-            let _ = Command::new("ip")
-                .args(["link", "del", &self.bridge])
-                .output();
-        }
-        let table = format!("berth_{}", self.bridge.replace(['-', '.'], "_"));
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &table])
-            .stderr(Stdio::null())
-            .output();
     }
 }
 
