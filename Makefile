@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
 KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
 
-.PHONY: up down test deps build images crds lint bench bench-apiserver bench-runtime
+.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods
 
 deps:
 	@scripts/deps.sh
@@ -18,6 +18,11 @@ build: deps
 # The demo images (PostgreSQL, Redis, the Flask app) from Debian packages, served on 127.0.0.1:5000; cached.
 images:
 	@scripts/images.sh
+
+# The Stack controller's image (charts/berth, config/manager) from the release binary, pushed to the loopback
+# registry as 127.0.0.1:5000/berth/berth:<version> and :latest; cached. charts/berth/README.md: pushing it elsewhere.
+image-berth: deps
+	@scripts/images.sh berth
 
 up: build images
 	@scripts/up.sh "$(BERTH)" "$(DATA_DIR)" "$(LISTEN)"
@@ -37,7 +42,7 @@ test: deps lint
 crds:
 	BERTH_UPDATE_CRDS=1 cargo test -p berth-api committed_crd_files_match_the_types
 
-bench: bench-apiserver bench-runtime
+bench: bench-apiserver bench-runtime bench-pods
 
 bench-runtime: deps
 	@scripts/test-deps.sh
@@ -47,3 +52,9 @@ bench-runtime: deps
 bench-apiserver: deps
 	cargo build --release -p berth -p berth-e2e --bins
 	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-apiserver
+
+# Pods on berth up against podman kube play (root; installs podman with apt when missing). BENCHMARKS.md.
+bench-pods: deps
+	@scripts/test-deps.sh
+	cargo build --release -p berth -p berth-e2e --bins
+	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-pods

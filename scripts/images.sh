@@ -3,10 +3,15 @@
 # Docker Hub: one debootstrap'ed minbase layer shared by all images, one package layer per image (recipes in
 # images/*/recipe), packed with umoci into an OCI layout, and served from Debian's docker-registry on loopback.
 # Everything is cached under .cache/images, keyed on the recipes' content: a second run takes seconds.
+# The Stack controller's image (images/berth) is built on its own: the release binary and the libraries it links,
+# without the base's other files, in a layout of its own (.cache/images/berth, tags <version> and latest).
 #
-#   scripts/images.sh [all]   build what changed, start the registry if needed, push (what `make images` runs)
-#   scripts/images.sh build   build only; prints the OCI layout and its tags
-#   scripts/images.sh stop    stop the registry this script started
+#   scripts/images.sh [all]       build what changed, start the registry if needed, push (what `make images` runs)
+#   scripts/images.sh build       build only; prints the OCI layout and its tags
+#   scripts/images.sh berth       build the controller's image (cargo build --release first), push it as
+#                                 $BERTH_REGISTRY/berth/berth:<version> and :latest (what `make image-berth` runs)
+#   scripts/images.sh build-berth build the controller's image only; prints its layout and tags
+#   scripts/images.sh stop        stop the registry this script started
 #
 # Environment: BERTH_IMAGES_CACHE (cache dir), BERTH_REGISTRY (host:port, default 127.0.0.1:5000, the address
 # config/samples/stack.yaml names), BERTH_REGISTRY_DIR (registry config, storage, pid and log),
@@ -19,6 +24,7 @@ registry=${BERTH_REGISTRY:-127.0.0.1:5000}
 registry_dir=${BERTH_REGISTRY_DIR:-$cache/registry}
 mirror=${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 layout=$cache/oci
+berth_layout=$cache/berth
 images=(postgres redis demo-app)
 
 say() { printf 'images: %s\n' "$*"; }
@@ -29,7 +35,8 @@ die() {
 
 install_tools() {
   local missing=() tool package
-  for tool in debootstrap:debootstrap umoci:umoci skopeo:skopeo docker-registry:docker-registry jq:jq curl:curl; do
+  for tool in debootstrap:debootstrap umoci:umoci skopeo:skopeo docker-registry:docker-registry jq:jq curl:curl \
+    objcopy:binutils; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
   done
   ((${#missing[@]})) || return 0
@@ -94,13 +101,13 @@ cleanup_mounts() {
 }
 trap cleanup EXIT
 
-# Unpacks an image of the layout into a new work bundle, named in $bundle.
+# Unpacks an image (layout:tag) into a new work bundle, named in $bundle.
 new_bundle() {
   bundle=$cache/work/$2.$$
   rm -rf "$bundle"
   mkdir -p "$cache/work"
   work_dirs+=("$bundle")
-  umoci unpack --image "$layout:$1" "$bundle" >/dev/null
+  umoci unpack --image "$1" "$bundle" >/dev/null
 }
 
 # What apt and maintainer scripts expect in a chroot; the mounts go before the layer is packed.
@@ -146,7 +153,7 @@ build_base() {
   say "base: debootstrap $SUITE ($VARIANT, $arch) from $mirror (about a minute)"
   [[ -d $layout ]] || umoci init --layout "$layout"
   has_tag empty || umoci new --image "$layout:empty"
-  new_bundle empty base
+  new_bundle "$layout:empty" base
   mkdir -p "$cache/debs"
   debootstrap --variant="$VARIANT" --cache-dir="$cache/debs" "$SUITE" "$bundle/rootfs" "$mirror" \
     >"$cache/work/debootstrap.log" 2>&1 || {
@@ -190,23 +197,15 @@ chroot_run() {
     DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 /bin/bash -c "$*"
 }
 
-build_image() {
-  local name=$1 tag=$2 root copy entry
-  check_mirror
-  say "$name: installing ${PACKAGES[*]} on $base_tag"
-  new_bundle "$base_tag" "$name"
-  root=$bundle/rootfs
+# Installs the recipe's PACKAGES into a root with apt, between its PRE_INSTALL and POST_INSTALL.
+apt_install() {
+  local root=$1 name=$2
   mount_api "$root"
   # apt's lists and downloaded packages live in the cache, shared by all images and kept out of the layers.
   mkdir -p "$cache/apt-lists/partial" "$cache/debs/partial"
   mount --bind "$cache/apt-lists" "$root/var/lib/apt/lists" && mounts+=("$root/var/lib/apt/lists")
   mount --bind "$cache/debs" "$root/var/cache/apt/archives" && mounts+=("$root/var/cache/apt/archives")
   cp /etc/resolv.conf "$root/etc/resolv.conf"
-  for copy in "${COPY[@]}"; do
-    mkdir -p "$(dirname "$root${copy#*:}")"
-    cp -a --no-preserve=ownership "$repo/${copy%%:*}" "$root${copy#*:}"
-    find "$root${copy#*:}" -name __pycache__ -prune -exec rm -rf '{}' +
-  done
   [[ -z $PRE_INSTALL ]] || chroot_run "$root" "$PRE_INSTALL"
   # A day-old package list is refreshed; a fresher one is shared between the images of one build.
   if [[ -z $(find "$cache/apt-lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit) ]]; then
@@ -220,13 +219,40 @@ build_image() {
   cleanup_mounts
   rm -f "$root/etc/resolv.conf"
   : >"$root/etc/resolv.conf"
+}
+
+# Copies the recipe's COPY entries (repository path:image path) into a root.
+copy_sources() {
+  local root=$1 copy
+  for copy in "${COPY[@]}"; do
+    mkdir -p "$(dirname "$root${copy#*:}")"
+    cp -a --no-preserve=ownership "$repo/${copy%%:*}" "$root${copy#*:}"
+    find "$root${copy#*:}" -name __pycache__ -prune -exec rm -rf '{}' +
+  done
+}
+
+build_image() {
+  local name=$1 tag=$2 root
+  check_mirror
+  say "$name: installing ${PACKAGES[*]} on $base_tag"
+  new_bundle "$layout:$base_tag" "$name"
+  root=$bundle/rootfs
+  copy_sources "$root"
+  apt_install "$root" "$name"
   slim "$root"
   say "$name: $(du -sh --apparent-size "$root" | cut -f1) unpacked"
   umoci repack --image "$layout:$tag" --history.created_by "apt-get install ${PACKAGES[*]}" "$bundle" >/dev/null
+  image_config "$layout:$tag" "$name" "$tag"
+  cleanup
+}
 
-  local args=(--image "$layout:$tag" --no-history --clear config.env --clear config.entrypoint --clear config.cmd
+# Sets an image's configuration from its recipe: environment, entrypoint, user, ports, labels.
+image_config() {
+  local image=$1 name=$2 tag=$3 entry
+  shift 3
+  local args=(--image "$image" --no-history --clear config.env --clear config.entrypoint --clear config.cmd
     --config.workingdir "$WORKDIR" --config.stopsignal "$STOPSIGNAL" --config.label "dev.berth.recipe=$tag"
-    --config.label "org.opencontainers.image.source=berth images/$name")
+    --config.label "org.opencontainers.image.source=berth images/$name" "$@")
   [[ -z $USER ]] || args+=(--config.user "$USER")
   for entry in "${ENV[@]}"; do args+=(--config.env "$entry"); done
   for entry in "${ENTRYPOINT[@]}"; do args+=(--config.entrypoint "$entry"); done
@@ -234,7 +260,6 @@ build_image() {
   for entry in "${PORTS[@]}"; do args+=(--config.exposedports "$entry"); done
   for entry in "${VOLUMES[@]}"; do args+=(--config.volume "$entry"); done
   umoci config "${args[@]}"
-  cleanup
 }
 
 
@@ -247,12 +272,12 @@ prune_tags() {
   return 0
 }
 
-# Compressed size of an image: its manifest, config and layers as stored (and sent to a registry).
+# Compressed size of an image (tag, layout): its config and layers as stored (and sent to a registry).
 image_size() {
-  local manifest
+  local manifest dir=${2:-$layout}
   manifest=$(jq -r --arg tag "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $tag) | .digest' \
-    "$layout/index.json")
-  jq '[.config.size, (.layers[].size)] | add' "$layout/blobs/sha256/${manifest#sha256:}" | numfmt --to=iec --suffix=B
+    "$dir/index.json")
+  jq '[.config.size, (.layers[].size)] | add' "$dir/blobs/sha256/${manifest#sha256:}" | numfmt --to=iec --suffix=B
 }
 
 build_all() {
@@ -278,6 +303,133 @@ build_all() {
   done
   prune_tags base "$base_tag"
   umoci gc --layout "$layout"
+  flock -u 9
+}
+
+# The release binary the controller's image carries, and the version it is tagged with.
+berth_binary() {
+  command -v cargo >/dev/null 2>&1 || die "cargo is not on the PATH (make deps installs Rust)"
+  say "berth: cargo build --release -p berth"
+  (cd "$repo" && cargo build --release -p berth) || die "cargo build --release -p berth failed"
+  local metadata
+  metadata=$(cd "$repo" && cargo metadata --format-version 1 --no-deps) || die "cargo metadata failed"
+  berth_bin=$(jq -r .target_directory <<<"$metadata")/release/berth
+  berth_version=$(jq -r '.packages[] | select(.name == "berth") | .version' <<<"$metadata")
+  [[ -x $berth_bin && -n $berth_version ]] || die "no release berth binary at $berth_bin"
+}
+
+# Copies a path from one root into another with every symbolic link on the way to the file it names, so that
+# the libraries keep the names (and the merged-/usr links) the dynamic loader looks them up by.
+copy_resolved() {
+  local from=$1 to=$2 path=$3 dir target hops
+  for ((hops = 0; hops < 16; hops++)); do
+    dir=$(chroot "$from" /usr/bin/readlink -f "$(dirname "$path")") || die "cannot resolve $path in $from"
+    path=$dir/$(basename "$path")
+    mkdir -p "$to$dir"
+    cp -a "$from$path" "$to$path"
+    [[ -L $from$path ]] || return 0
+    target=$(readlink "$from$path")
+    [[ $target == /* ]] || target=$dir/$target
+    path=$target
+  done
+  die "$3: more than 16 symbolic links"
+}
+
+# The package whose /usr/share/doc holds a package's copyright notice: its own, or (where Debian links the
+# documentation to a dependency built from the same source, as libgcc-s1 to gcc-12-base) that dependency's.
+copyright_package() {
+  local root=$1 package=$2 source dependency
+  if [[ -f $root/usr/share/doc/$package/copyright ]]; then
+    printf '%s\n' "$package"
+    return
+  fi
+  source=$(chroot "$root" dpkg-query -W -f '${source:Package}' "$package")
+  for dependency in $(chroot "$root" dpkg-query -W -f '${Depends}' "$package" | tr ',|' '\n' | awk '{ print $1 }'); do
+    dependency=${dependency%%:*}
+    if [[ -f $root/usr/share/doc/$dependency/copyright &&
+      $(chroot "$root" dpkg-query -W -f '${source:Package}' "$dependency") == "$source" ]]; then
+      printf '%s\n' "$dependency"
+      return
+    fi
+  done
+  die "no copyright notice for $package in the base"
+}
+
+# The controller's layer: the stripped binary, the libraries `ldd` resolves for it on the base (the binary must
+# start there, which checks the glibc version it needs), their packages' copyright notices, the CA bundle and
+# the recipe's files. Nothing else of the base: no shell, no package manager.
+build_berth_image() {
+  local tag=$1 deps root path link packages=() package doc libs
+  check_mirror
+  say "berth: taking ${PACKAGES[*]} and the binary's libraries from $base_tag"
+  new_bundle "$layout:$base_tag" berth-deps
+  deps=$bundle/rootfs
+  apt_install "$deps" berth
+  # Debug info and symbols are three quarters of a release binary (debug = "line-tables-only"); panic messages
+  # keep their file and line, backtraces lose their function names.
+  install -d "$deps/usr/local/bin"
+  objcopy --strip-all "$berth_bin" "$deps/usr/local/bin/berth"
+  libs=$(chroot_run "$deps" "ldd /usr/local/bin/berth") || die "ldd cannot read the berth binary"
+  ! grep -q 'not found' <<<"$libs" || die "the base lacks libraries berth links: $(grep 'not found' <<<"$libs")"
+  chroot_run "$deps" "/usr/local/bin/berth --help" >/dev/null || die "the berth binary does not start on the base"
+
+  [[ -d $berth_layout ]] || umoci init --layout "$berth_layout"
+  umoci ls --layout "$berth_layout" | grep -qx empty || umoci new --image "$berth_layout:empty"
+  new_bundle "$berth_layout:empty" berth
+  root=$bundle/rootfs
+  # The merged-/usr links (/lib, /lib64, ...) as the base has them.
+  for link in "$deps"/*; do
+    if [[ -L $link ]]; then cp -a "$link" "$root/"; fi
+  done
+  # ldd prints "name => path (address)" or "path (address)"; the vDSO has no path.
+  while read -r path; do
+    copy_resolved "$deps" "$root" "$path"
+    package=$(chroot "$deps" dpkg-query -S "$path" 2>/dev/null | awk -F: 'NR == 1 { print $1 }') ||
+      die "no package owns $path"
+    packages+=("$package")
+  done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$libs")
+  copy_resolved "$deps" "$root" /etc/ssl/certs/ca-certificates.crt
+  for package in $(printf '%s\n' "${packages[@]}" "${PACKAGES[@]}" | sort -u); do
+    doc=$(copyright_package "$deps" "$package")
+    copy_resolved "$deps" "$root" "/usr/share/doc/$doc/copyright"
+  done
+  install -D -m 755 "$deps/usr/local/bin/berth" "$root/usr/local/bin/berth"
+  copy_sources "$root"
+  # Of the merged-/usr links, those to nothing in this layer (/bin, /sbin) go.
+  for link in "$root"/*; do
+    if [[ -L $link && ! -e $link ]]; then rm "$link"; fi
+  done
+  say "berth: $(du -sh --apparent-size "$root" | cut -f1) unpacked (${#packages[@]} libraries)"
+  umoci repack --image "$berth_layout:$tag" --history.created_by "berth $berth_version (release)" "$bundle" >/dev/null
+  image_config "$berth_layout:$tag" berth "$tag" --config.label "org.opencontainers.image.version=$berth_version"
+  cleanup
+}
+
+build_berth() {
+  berth_binary
+  mkdir -p "$cache"
+  exec 9>"$cache/build.lock"
+  flock 9
+  build_base
+  load_recipe berth
+  # The key also covers the binary, which is the image's point.
+  berth_tag=berth-$(printf '%s %s %s\n' "$(image_tag berth)" "$(sha256sum <"$berth_bin")" "$berth_version" |
+    sha256sum | cut -c1-16)
+  rebuilt=0
+  if [[ -d $berth_layout ]] && umoci ls --layout "$berth_layout" | grep -qx -- "$berth_tag"; then
+    say "berth: cached ($berth_tag)"
+  else
+    build_berth_image "$berth_tag"
+    say "berth: built $berth_tag"
+    rebuilt=1
+  fi
+  umoci tag --image "$berth_layout:$berth_tag" "$berth_version"
+  umoci tag --image "$berth_layout:$berth_tag" latest
+  local tag
+  while IFS= read -r tag; do
+    if [[ $tag == berth-* && $tag != "$berth_tag" ]]; then umoci rm --image "$berth_layout:$tag"; fi
+  done < <(umoci ls --layout "$berth_layout")
+  umoci gc --layout "$berth_layout"
   flock -u 9
 }
 
@@ -379,6 +531,24 @@ case $command in
       say "$name: oci:$layout:${tags[$name]} ($(image_size "${tags[$name]}"))"
     done
     ;;
+  berth)
+    start=$SECONDS
+    install_tools
+    build_berth
+    start_registry
+    for tag in "$berth_version" latest; do
+      skopeo copy --quiet --dest-tls-verify=false "oci:$berth_layout:$berth_tag" "docker://$registry/$REF:$tag"
+    done
+    digest=$(skopeo inspect --raw --tls-verify=false "docker://$registry/$REF:$berth_version" | sha256sum | cut -d' ' -f1)
+    say "berth: $registry/$REF:$berth_version and :latest ($(image_size "$berth_tag" "$berth_layout"), sha256:${digest:0:12})"
+    collect_registry_garbage
+    say "done in $((SECONDS - start)) s; push it elsewhere with: skopeo copy oci:$berth_layout:$berth_version docker://REGISTRY/berth:$berth_version"
+    ;;
+  build-berth)
+    install_tools
+    build_berth
+    say "berth: oci:$berth_layout:$berth_version and oci:$berth_layout:latest ($(image_size "$berth_tag" "$berth_layout"))"
+    ;;
   stop) stop_registry ;;
-  *) die "unknown command $command (all | build | stop)" ;;
+  *) die "unknown command $command (all | build | berth | build-berth | stop)" ;;
 esac
