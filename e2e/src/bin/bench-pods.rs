@@ -1,0 +1,885 @@
+//! Benchmarks Pods on berth's node agent against `podman kube play`, side by side in one run on the same
+//! busybox image served by a loopback registry: apply → Running one Pod at a time (median, p90), many Pods
+//! applied at once → all Running, and the memory each keeps while idle and with those Pods running (berth:
+//! the `berth up` process and its shims; podman: its conmon processes, pause containers and DNS server, as it
+//! has no daemon). Each side gets a bridge and a /24 of its own. Prints a Markdown table with the ratios berth/podman and removes everything it created.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use berth_e2e::network::TestNetwork;
+use berth_e2e::registry::Registry;
+use berth_e2e::{Server, workspace_bin};
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use tokio::sync::watch;
+
+/// How long one Pod may take to run, or to go away, before the bench gives up.
+const POD_DEADLINE: Duration = Duration::from_secs(120);
+/// How long the node may take to register and turn Ready.
+const NODE_DEADLINE: Duration = Duration::from_secs(120);
+/// The label every Pod of a run carries (its value names the run).
+const RUN_LABEL: &str = "berth-bench";
+/// podman's settings for this machine (no systemd, cgroup v1, Debian's podman), in a file of the bench's own
+/// that `CONTAINERS_CONF` points to: podman then reads no other containers.conf, and no system file changes.
+/// Debian's default ulimits are refused in this kind of VM; runc, as berth's runtime comparison uses. Network
+/// definitions go to the bench's directory rather than /etc/containers/networks.
+fn containers_conf(network_dir: &Path) -> String {
+    format!(
+        "[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\n\
+         events_logger = \"file\"\n\n[network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = {:?}\n",
+        network_dir.display().to_string()
+    )
+}
+
+#[derive(Parser)]
+#[command(about = "Pod apply → Running and memory: berth up against podman kube play")]
+struct Args {
+    /// The berth binary to run (default: the workspace's release build).
+    #[arg(long, env = "BERTH_BIN")]
+    berth_bin: Option<PathBuf>,
+    /// Pods applied one at a time (each deleted before the next).
+    #[arg(long, default_value_t = 20)]
+    sequential: usize,
+    /// Pods applied at once.
+    #[arg(long, default_value_t = 100)]
+    at_once: usize,
+}
+
+/// What one side measured.
+struct Figures {
+    /// Apply → Running of each sequential Pod, sorted.
+    sequential: Vec<Duration>,
+    /// podman only: apply → `podman kube play` returned (it starts the pod before returning), sorted.
+    returned: Vec<Duration>,
+    /// Apply of the first of the at-once Pods → the last one Running.
+    at_once: Duration,
+    /// Memory with no Pod running.
+    idle: Memory,
+    /// Memory with the at-once Pods running.
+    loaded: Memory,
+}
+
+/// Summed resident and proportional set sizes of a set of processes.
+#[derive(Clone, Copy, Default)]
+struct Memory {
+    processes: usize,
+    rss_kib: u64,
+    pss_kib: u64,
+}
+
+impl Memory {
+    fn add(&mut self, pid: u32) {
+        if let Some((rss, pss)) = process_memory(pid) {
+            self.processes += 1;
+            self.rss_kib += rss;
+            self.pss_kib += pss;
+        }
+    }
+
+    fn mib(kib: u64) -> f64 {
+        kib as f64 / 1024.0
+    }
+
+    fn per_pod_kib(&self, idle: &Memory, pods: usize) -> (f64, f64) {
+        let pods = pods as f64;
+        (
+            (self.rss_kib as f64 - idle.rss_kib as f64) / pods,
+            (self.pss_kib as f64 - idle.pss_kib as f64) / pods,
+        )
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.sequential > 0 && args.at_once > 0,
+        "--sequential and --at-once must be positive"
+    );
+    ensure!(
+        std::fs::metadata("/proc/self")?.uid() == 0,
+        "run as root: both berth's agent and podman run containers"
+    );
+    let bin = args
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| workspace_bin("release"));
+    let bin = bin.canonicalize().with_context(|| {
+        format!(
+            "{} is not there: build it with `cargo build --release -p berth -p berth-e2e --bins`, or pass \
+             --berth-bin",
+            bin.display()
+        )
+    })?;
+    ensure_podman()?;
+
+    let run = format!("{:x}", std::process::id());
+    let registry = Registry::start();
+    let image = registry.push_busybox("bench/busybox:1");
+
+    println!("Pod benchmark: berth up against podman kube play");
+    println!("- berth: {}", bin.display());
+    println!("- podman: {}", podman_version()?);
+    println!("- image: {image} (busybox-static, `sleep 3600`), from a loopback docker-registry");
+    println!(
+        "- {} Pods one at a time, then {} at once; load average at start: {}",
+        args.sequential,
+        args.at_once,
+        load_average()
+    );
+
+    let berth = bench_berth(&bin, &run, &image, &args).await?;
+    println!("- berth done; load average: {}", load_average());
+    let podman = bench_podman(&run, &registry.host(), &image, &args)?;
+    println!("- podman done; load average: {}", load_average());
+
+    print_table(&berth, &podman, args.at_once);
+    Ok(())
+}
+
+/// A Pod running busybox's `sleep`, deleted without a grace period (PID 1 ignores SIGTERM).
+fn bench_pod(name: &str, run: &str, image: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some([(RUN_LABEL.to_owned(), run.to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            termination_grace_period_seconds: Some(0),
+            containers: vec![Container {
+                name: "main".to_owned(),
+                image: Some(image.to_owned()),
+                command: Some(vec!["/bin/sleep".to_owned(), "3600".to_owned()]),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// berth
+
+/// A `berth up` with its own data directory and node name; on drop it is killed and `berth down` removes
+/// every container it left, before the data directory goes.
+struct BerthUp {
+    server: Server,
+    bin: PathBuf,
+}
+
+impl Drop for BerthUp {
+    fn drop(&mut self) {
+        self.server.kill();
+        let down = Command::new(&self.bin)
+            .arg("down")
+            .arg("--data-dir")
+            .arg(self.server.data_dir.path())
+            .stdout(Stdio::null())
+            .status();
+        if !down.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "berth down --data-dir {} failed: containers may be left",
+                self.server.data_dir.path().display()
+            );
+        }
+    }
+}
+
+/// Which bench Pods the API server has, and when each was first seen Running (as the watch delivered it).
+#[derive(Default)]
+struct PodTracker {
+    present: HashSet<String>,
+    running: HashMap<String, Instant>,
+}
+
+async fn bench_berth(bin: &Path, run: &str, image: &str, args: &Args) -> Result<Figures> {
+    let node = format!("bench-pods-{run}");
+    let network = TestNetwork::pick();
+    println!(
+        "- berth: bridge {}, Pod CIDR {}",
+        network.bridge, network.cidr
+    );
+    let mut command = vec!["up", "--node-name", &node];
+    let flags = network.flags();
+    command.extend(flags.iter().map(String::as_str));
+    let up = BerthUp {
+        server: Server::start_command(bin.to_owned(), &command),
+        bin: bin.to_owned(),
+    };
+    let pid = up.server.pid().context("berth up is not running")?;
+    let data_dir = up.server.data_dir.path().to_owned();
+    let client = up.server.client().await;
+    wait_node_ready(&Api::all(client.clone()), &node).await?;
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let (tx, rx) = watch::channel(PodTracker::default());
+    let selector = format!("{RUN_LABEL}={run}");
+    let stream = watcher(pods.clone(), watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .try_for_each(move |event| {
+            match event {
+                watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                    let name = pod.name_any();
+                    let running =
+                        pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    tx.send_modify(|t| {
+                        t.present.insert(name.clone());
+                        if running {
+                            t.running.entry(name).or_insert_with(Instant::now);
+                        }
+                    });
+                }
+                watcher::Event::Delete(pod) => {
+                    let name = pod.name_any();
+                    tx.send_modify(|t| {
+                        t.present.remove(&name);
+                        t.running.remove(&name);
+                    });
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+            std::future::ready(Ok(()))
+        });
+    let watching = tokio::spawn(stream);
+    let mut rx = rx;
+
+    // The first Pod pulls and unpacks the image; it is not counted.
+    run_one_berth(
+        &pods,
+        &mut rx,
+        &data_dir,
+        &bench_pod(&format!("bench-warmup-{run}"), run, image),
+    )
+    .await?;
+    let (process, shim) = berth_memory(pid, &data_dir);
+    print_memory("berth idle, berth up", process);
+    print_memory("berth idle, shims", shim);
+    let idle = sum(&[process, shim]);
+
+    let mut sequential = Vec::with_capacity(args.sequential);
+    for i in 0..args.sequential {
+        let pod = bench_pod(&format!("bench-seq-{run}-{i}"), run, image);
+        sequential.push(run_one_berth(&pods, &mut rx, &data_dir, &pod).await?);
+    }
+    sequential.sort_unstable();
+
+    let names: Vec<String> = (0..args.at_once)
+        .map(|i| format!("bench-many-{run}-{i}"))
+        .collect();
+    let start = Instant::now();
+    futures::stream::iter(names.iter().map(|name| {
+        let pods = pods.clone();
+        let pod = bench_pod(name, run, image);
+        async move { pods.create(&PostParams::default(), &pod).await }
+    }))
+    .buffer_unordered(16)
+    .try_collect::<Vec<_>>()
+    .await
+    .context("creating the Pods applied at once")?;
+    let all_running = wait_tracker(&mut rx, "all Pods Running", POD_DEADLINE, |t| {
+        names.iter().all(|n| t.running.contains_key(n))
+    })
+    .await?;
+    let at_once = names
+        .iter()
+        .filter_map(|n| all_running.running.get(n))
+        .max()
+        .map_or(Duration::ZERO, |last| last.duration_since(start));
+    let (process, shim) = berth_memory(pid, &data_dir);
+    ensure!(
+        shim.processes == args.at_once,
+        "found {} shims with {} Pods running: expected one per Pod",
+        shim.processes,
+        args.at_once
+    );
+    print_memory(
+        &format!("berth with {} Pods, berth up", args.at_once),
+        process,
+    );
+    print_memory(&format!("berth with {} Pods, shims", args.at_once), shim);
+    let loaded = sum(&[process, shim]);
+
+    let grace = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    for name in &names {
+        pods.delete(name, &grace).await?;
+    }
+    wait_tracker(&mut rx, "all Pods deleted", POD_DEADLINE, |t| {
+        names.iter().all(|n| !t.present.contains(n))
+    })
+    .await?;
+    wait_no_shims(&data_dir).await?;
+    watching.abort();
+    drop(up);
+    Ok(Figures {
+        sequential,
+        returned: Vec::new(),
+        at_once,
+        idle,
+        loaded,
+    })
+}
+
+/// Creates the Pod, waits until it runs, deletes it and waits until it is gone from the API and its shim has
+/// exited (as `podman pod rm` returns once the pod is gone); returns create → Running.
+async fn run_one_berth(
+    pods: &Api<Pod>,
+    rx: &mut watch::Receiver<PodTracker>,
+    data_dir: &Path,
+    pod: &Pod,
+) -> Result<Duration> {
+    let name = pod.name_any();
+    let start = Instant::now();
+    pods.create(&PostParams::default(), pod)
+        .await
+        .with_context(|| format!("creating Pod {name}"))?;
+    let running = wait_tracker(rx, &format!("{name} Running"), POD_DEADLINE, |t| {
+        t.running.contains_key(&name)
+    })
+    .await?;
+    let elapsed = running.running[&name].duration_since(start);
+    pods.delete(
+        &name,
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .with_context(|| format!("deleting Pod {name}"))?;
+    wait_tracker(rx, &format!("{name} deleted"), POD_DEADLINE, |t| {
+        !t.present.contains(&name)
+    })
+    .await?;
+    wait_no_shims(data_dir).await?;
+    Ok(elapsed)
+}
+
+/// Waits until the tracker satisfies `ok`; returns a copy of what it saw then.
+async fn wait_tracker(
+    rx: &mut watch::Receiver<PodTracker>,
+    what: &str,
+    deadline: Duration,
+    ok: impl FnMut(&PodTracker) -> bool,
+) -> Result<PodTracker> {
+    match tokio::time::timeout(deadline, rx.wait_for(ok)).await {
+        Ok(Ok(t)) => Ok(PodTracker {
+            present: t.present.clone(),
+            running: t.running.clone(),
+        }),
+        Ok(Err(_)) => bail!("the Pod watch ended while waiting for {what}"),
+        Err(_) => bail!("timed out after {deadline:?} waiting for {what}"),
+    }
+}
+
+async fn wait_node_ready(nodes: &Api<Node>, name: &str) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let ready = nodes.get_opt(name).await?.is_some_and(|node| {
+            node.status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if ready {
+            return Ok(());
+        }
+        ensure!(
+            start.elapsed() < NODE_DEADLINE,
+            "node {name} was not Ready within {NODE_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The shims `berth up` started for this data directory (`berth shim --state-dir <data dir>/…`).
+fn shims(data_dir: &Path) -> Vec<u32> {
+    let data_dir = data_dir.to_string_lossy();
+    processes()
+        .into_iter()
+        .filter(|(_, argv)| {
+            argv.get(1).is_some_and(|a| a == "shim")
+                && argv.iter().any(|a| a.starts_with(data_dir.as_ref()))
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+async fn wait_no_shims(data_dir: &Path) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let left = shims(data_dir);
+        if left.is_empty() {
+            return Ok(());
+        }
+        ensure!(
+            start.elapsed() < POD_DEADLINE,
+            "{} shims still running {POD_DEADLINE:?} after their Pods were deleted",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `berth up` and its shims, apart.
+fn berth_memory(up: u32, data_dir: &Path) -> (Memory, Memory) {
+    let mut process = Memory::default();
+    process.add(up);
+    let mut shim = Memory::default();
+    for pid in shims(data_dir) {
+        shim.add(pid);
+    }
+    (process, shim)
+}
+
+fn sum(parts: &[Memory]) -> Memory {
+    Memory {
+        processes: parts.iter().map(|m| m.processes).sum(),
+        rss_kib: parts.iter().map(|m| m.rss_kib).sum(),
+        pss_kib: parts.iter().map(|m| m.pss_kib).sum(),
+    }
+}
+
+fn print_memory(what: &str, m: Memory) {
+    println!(
+        "- {what}: {} processes, RSS {:.1} MiB, PSS {:.1} MiB",
+        m.processes,
+        Memory::mib(m.rss_kib),
+        Memory::mib(m.pss_kib),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// podman
+
+/// podman with its own configuration, storage, run and temporary directories and its own bridge network, so
+/// that it sees only this bench's pods, images and network. On drop it removes them and unmounts whatever is
+/// left.
+struct Podman {
+    dir: tempfile::TempDir,
+    network: String,
+}
+
+/// What podman keeps in memory for its pods.
+struct PodmanMemory {
+    conmon: Memory,
+    /// The pause containers podman adds to each pod (berth's Pods have none).
+    infra: Memory,
+    /// aardvark-dns, which serves the network's names.
+    dns: Memory,
+}
+
+impl PodmanMemory {
+    fn total(&self) -> Memory {
+        sum(&[self.conmon, self.infra, self.dns])
+    }
+}
+
+impl Podman {
+    fn new(run: &str, cidr: &str) -> Result<Podman> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-bench-podman-")
+            .tempdir()?;
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            containers_conf(&dir.path().join("networks")),
+        )?;
+        let podman = Podman {
+            dir,
+            network: format!("berth-bench-{run}"),
+        };
+        podman.run(&["network", "create", "--subnet", cidr, &podman.network])?;
+        Ok(podman)
+    }
+
+    fn command(&self) -> Command {
+        let dir = self.dir.path();
+        let mut command = Command::new("podman");
+        command
+            .env("CONTAINERS_CONF", dir.join("containers.conf"))
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--runroot")
+            .arg(dir.join("run"))
+            .arg("--tmpdir")
+            .arg(dir.join("tmp"))
+            .args(["--storage-driver", "overlay"]);
+        command
+    }
+
+    /// Runs `podman <args>` and returns its stdout; an error carries its stderr.
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let output = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running podman")?;
+        ensure!(
+            output.status.success(),
+            "podman {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `podman kube play` of a file of Pods, on the bench's network.
+    fn play(&self, yaml: &str, file: &str) -> Result<()> {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, yaml)?;
+        let path = path.to_string_lossy();
+        self.run(&[
+            "kube",
+            "play",
+            "--network",
+            &self.network,
+            "--tls-verify=false",
+            &path,
+        ])?;
+        Ok(())
+    }
+
+    /// Names of the pods podman reports Running.
+    fn running_pods(&self) -> Result<HashSet<String>> {
+        Ok(self
+            .run(&["pod", "ps", "--format", "{{.Name}} {{.Status}}"])?
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, status)| *status == "Running")
+            .map(|(name, _)| name.to_owned())
+            .collect())
+    }
+
+    fn wait_running(&self, names: &[String]) -> Result<Instant> {
+        let start = Instant::now();
+        loop {
+            let running = self.running_pods()?;
+            if names.iter().all(|n| running.contains(n)) {
+                return Ok(Instant::now());
+            }
+            ensure!(
+                start.elapsed() < POD_DEADLINE,
+                "podman pods not Running within {POD_DEADLINE:?}: {:?}",
+                names
+                    .iter()
+                    .filter(|n| !running.contains(*n))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Plays one pod, waits until podman says it runs, removes it; returns play → returned and play → Running.
+    fn run_one(&self, pod: &Pod) -> Result<(Duration, Duration)> {
+        let name = pod.name_any();
+        let yaml = serde_yaml::to_string(pod)?;
+        let start = Instant::now();
+        self.play(&yaml, &format!("{name}.yaml"))?;
+        let returned = start.elapsed();
+        let running = self.wait_running(std::slice::from_ref(&name))?;
+        self.run(&["pod", "rm", "--force", "--time", "0", &name])?;
+        Ok((returned, running.duration_since(start)))
+    }
+
+    /// podman's conmon processes for this bench's containers, the pause (infra) containers they watch, and the
+    /// network's DNS server.
+    fn memory(&self) -> PodmanMemory {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let all = processes();
+        let conmons: Vec<u32> = all
+            .iter()
+            .filter(|(_, argv)| {
+                argv.first().is_some_and(|a| a.ends_with("conmon"))
+                    && argv.iter().any(|a| a.contains(dir.as_str()))
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        let mut conmon = Memory::default();
+        let mut infra = Memory::default();
+        let mut dns = Memory::default();
+        for &pid in &conmons {
+            conmon.add(pid);
+        }
+        for (pid, argv) in &all {
+            // netavark keeps aardvark-dns's configuration under /run/containers/networks whatever podman's
+            // directories; one file per network it serves.
+            let serves_ours = argv
+                .windows(2)
+                .find(|w| w[0] == "--config")
+                .is_some_and(|w| Path::new(&w[1]).join(&self.network).exists());
+            if argv.first().is_some_and(|a| a.ends_with("aardvark-dns")) && serves_ours {
+                dns.add(*pid);
+            }
+            let child_of_conmon = parent(*pid).is_some_and(|p| conmons.contains(&p));
+            let is_pause = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "catatonit");
+            if child_of_conmon && is_pause {
+                infra.add(*pid);
+            }
+        }
+        PodmanMemory { conmon, infra, dns }
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        if let Err(e) = self.run(&["pod", "rm", "--all", "--force", "--time", "0"]) {
+            eprintln!("removing podman's pods: {e:#}");
+        }
+        if let Err(e) = self.run(&["network", "rm", "--force", &self.network]) {
+            eprintln!("removing podman's network: {e:#}");
+        }
+        if let Err(e) = self.run(&["rmi", "--all", "--force"]) {
+            eprintln!("removing podman's images: {e:#}");
+        }
+        // Anything still mounted under the directory would stop its removal.
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(dir.as_str()))
+            .collect();
+        points.sort_unstable_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
+    }
+}
+
+fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<Figures> {
+    let network = TestNetwork::pick();
+    let podman = Podman::new(run, &network.cidr)?;
+    println!("- podman: network {} on {}", podman.network, network.cidr);
+    podman
+        .run(&["pull", "--quiet", "--tls-verify=false", image])
+        .with_context(|| format!("pulling {image} from {registry}"))?;
+    // The first pod builds podman's pause image; it is not counted.
+    podman.run_one(&bench_pod(&format!("bench-warmup-{run}"), run, image))?;
+    let idle = podman.memory().total();
+
+    let mut sequential = Vec::with_capacity(args.sequential);
+    let mut returned = Vec::with_capacity(args.sequential);
+    for i in 0..args.sequential {
+        let (r, s) = podman.run_one(&bench_pod(&format!("bench-seq-{run}-{i}"), run, image))?;
+        returned.push(r);
+        sequential.push(s);
+    }
+    sequential.sort_unstable();
+    returned.sort_unstable();
+
+    let names: Vec<String> = (0..args.at_once)
+        .map(|i| format!("bench-many-{run}-{i}"))
+        .collect();
+    let yaml = names
+        .iter()
+        .map(|n| serde_yaml::to_string(&bench_pod(n, run, image)))
+        .collect::<Result<Vec<_>, _>>()?
+        .join("---\n");
+    let start = Instant::now();
+    podman.play(&yaml, "many.yaml")?;
+    let at_once = podman.wait_running(&names)?.duration_since(start);
+    let memory = podman.memory();
+    ensure!(
+        memory.conmon.processes >= 2 * args.at_once,
+        "found {} conmon processes with {} pods running: expected two per pod (pause and main)",
+        memory.conmon.processes,
+        args.at_once
+    );
+    for (what, m) in [
+        ("conmon", memory.conmon),
+        ("pause containers", memory.infra),
+        ("aardvark-dns", memory.dns),
+    ] {
+        print_memory(&format!("podman with {} pods, {what}", args.at_once), m);
+    }
+    let loaded = memory.total();
+    drop(podman);
+    Ok(Figures {
+        sequential,
+        returned,
+        at_once,
+        idle,
+        loaded,
+    })
+}
+
+/// podman, installed with apt when missing and running as root.
+fn ensure_podman() -> Result<()> {
+    let present = || {
+        Command::new("podman")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    println!("- podman is missing: installing Debian's podman with apt-get");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "podman"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ensure!(
+        installed && present(),
+        "podman is needed and `apt-get install podman` failed: install it (Debian's podman, with runc)"
+    );
+    Ok(())
+}
+
+fn podman_version() -> Result<String> {
+    let output = Command::new("podman").arg("--version").output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// /proc
+
+/// Every process's id and argv.
+fn processes() -> Vec<(u32, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let argv = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, argv))
+        })
+        .collect()
+}
+
+/// The parent's pid, from /proc/<pid>/stat (after the command name, which may hold spaces).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// VmRSS from /proc/<pid>/status and Pss from /proc/<pid>/smaps_rollup, in KiB.
+fn process_memory(pid: u32) -> Option<(u64, u64)> {
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    Some((field(&status, "VmRSS:")?, field(&rollup, "Pss:")?))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// report
+
+fn print_table(berth: &Figures, podman: &Figures, pods: usize) {
+    let ratio = |b: f64, p: f64| {
+        if p > 0.0 {
+            format!("**{:.2}**", b / p)
+        } else {
+            "–".to_owned()
+        }
+    };
+    println!();
+    println!("| measure | berth | podman | berth/podman |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (label, p) in [("median", 0.5), ("p90", 0.9)] {
+        let (b, q) = (
+            ms(percentile(&berth.sequential, p)),
+            ms(percentile(&podman.sequential, p)),
+        );
+        println!(
+            "| apply → Running, {label} of {} (ms) | {b:.0} | {q:.0} | {} |",
+            berth.sequential.len(),
+            ratio(b, q)
+        );
+    }
+    let (b, q) = (
+        ms(percentile(&berth.sequential, 0.5)),
+        ms(percentile(&podman.returned, 0.5)),
+    );
+    println!(
+        "| apply → Running (berth) or `kube play` returned (podman), median (ms) | {b:.0} | {q:.0} | {} |",
+        ratio(b, q)
+    );
+    let (b, q) = (berth.at_once.as_secs_f64(), podman.at_once.as_secs_f64());
+    println!(
+        "| {pods} Pods at once → all Running (s) | {b:.2} | {q:.2} | {} |",
+        ratio(b, q)
+    );
+    for (label, b, q) in [
+        ("RSS idle (MiB)", berth.idle.rss_kib, podman.idle.rss_kib),
+        ("PSS idle (MiB)", berth.idle.pss_kib, podman.idle.pss_kib),
+        (
+            "RSS with the Pods (MiB)",
+            berth.loaded.rss_kib,
+            podman.loaded.rss_kib,
+        ),
+        (
+            "PSS with the Pods (MiB)",
+            berth.loaded.pss_kib,
+            podman.loaded.pss_kib,
+        ),
+    ] {
+        let (b, q) = (Memory::mib(b), Memory::mib(q));
+        println!("| {label} | {b:.1} | {q:.1} | {} |", ratio(b, q));
+    }
+    let (b_rss, b_pss) = berth.loaded.per_pod_kib(&berth.idle, pods);
+    let (q_rss, q_pss) = podman.loaded.per_pod_kib(&podman.idle, pods);
+    println!(
+        "| RSS per Pod (KiB) | {b_rss:.0} | {q_rss:.0} | {} |",
+        ratio(b_rss, q_rss)
+    );
+    println!(
+        "| PSS per Pod (KiB) | {b_pss:.0} | {q_pss:.0} | {} |",
+        ratio(b_pss, q_pss)
+    );
+    println!(
+        "| processes counted with the Pods | {} | {} | |",
+        berth.loaded.processes, podman.loaded.processes
+    );
+    println!();
+    println!(
+        "berth counts the `berth up` process and its shims; podman has no daemon and counts its conmon \
+         processes, pause containers and aardvark-dns. Container processes (`sleep`) are not counted on either side."
+    );
+}
