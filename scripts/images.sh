@@ -310,7 +310,16 @@ build_all() {
 berth_binary() {
   command -v cargo >/dev/null 2>&1 || die "cargo is not on the PATH (make deps installs Rust)"
   say "berth: cargo build --release -p berth"
-  (cd "$repo" && cargo build --release -p berth) || die "cargo build --release -p berth failed"
+  # Run by a test under `cargo test`, the environment names the test's crate (CARGO_MANIFEST_DIR, CARGO_PKG_*);
+  # build scripts that watch those (ring's) would rebuild half the tree, for `make` and the test alike.
+  local var unset=()
+  for var in $(compgen -e); do
+    case $var in
+      CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_BIN_NAME | CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR | \
+        CARGO_RUSTC_CURRENT_DIR) unset+=(-u "$var") ;;
+    esac
+  done
+  (cd "$repo" && env "${unset[@]}" cargo build --release -p berth) || die "cargo build --release -p berth failed"
   local metadata
   metadata=$(cd "$repo" && cargo metadata --format-version 1 --no-deps) || die "cargo metadata failed"
   berth_bin=$(jq -r .target_directory <<<"$metadata")/release/berth
