@@ -15,7 +15,8 @@
 #
 # Environment: BERTH_IMAGES_CACHE (cache dir), BERTH_REGISTRY (host:port, default 127.0.0.1:5000, the address
 # config/samples/stack.yaml names), BERTH_REGISTRY_DIR (registry config, storage, pid and log),
-# BERTH_DEBIAN_MIRROR. Exit status 3 means the Debian mirror cannot be reached, so debootstrap cannot work.
+# BERTH_DEBIAN_MIRROR, BERTH_IMAGE_BINARY (a berth binary to pack instead of building the release one: the
+# tests pack the debug build they already have). Exit status 3 means the Debian mirror cannot be reached, so debootstrap cannot work.
 set -Eeuo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -309,6 +310,14 @@ build_all() {
 # The release binary the controller's image carries, and the version it is tagged with.
 berth_binary() {
   command -v cargo >/dev/null 2>&1 || die "cargo is not on the PATH (make deps installs Rust)"
+  if [[ -n ${BERTH_IMAGE_BINARY:-} ]]; then
+    [[ -x $BERTH_IMAGE_BINARY ]] || die "BERTH_IMAGE_BINARY=$BERTH_IMAGE_BINARY is not an executable"
+    berth_bin=$BERTH_IMAGE_BINARY
+    berth_version=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+      jq -r '.packages[] | select(.name == "berth") | .version') || die "cargo metadata failed"
+    say "berth: packing $berth_bin (BERTH_IMAGE_BINARY)"
+    return
+  fi
   say "berth: cargo build --release -p berth"
   # Run by a test under `cargo test`, the environment names the test's crate (CARGO_MANIFEST_DIR, CARGO_PKG_*);
   # build scripts that watch those (ring's) would rebuild half the tree, for `make` and the test alike.
@@ -409,7 +418,7 @@ build_berth_image() {
     if [[ -L $link && ! -e $link ]]; then rm "$link"; fi
   done
   say "berth: $(du -sh --apparent-size "$root" | cut -f1) unpacked (${#packages[@]} libraries)"
-  umoci repack --image "$berth_layout:$tag" --history.created_by "berth $berth_version (release)" "$bundle" >/dev/null
+  umoci repack --image "$berth_layout:$tag" --history.created_by "berth $berth_version" "$bundle" >/dev/null
   image_config "$berth_layout:$tag" berth "$tag" --config.label "org.opencontainers.image.version=$berth_version"
   cleanup
 }
