@@ -637,3 +637,58 @@ spec:
         node.events("probed")
     );
 }
+
+/// `berth image <args> --data-dir <node's>`: its standard output.
+fn berth_image(node: &Node, args: &[&str]) -> String {
+    let out = Command::new(berth_bin())
+        .arg("image")
+        .args(args)
+        .arg("--data-dir")
+        .arg(node.data_dir())
+        .output()
+        .expect("running berth image");
+    assert!(
+        out.status.success(),
+        "berth image {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn image_prune_keeps_what_pods_run_and_removes_the_rest() {
+    let node = Node::start("prune");
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: keeper}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: "{{IMAGE}}", command: [sleep, "3600"]}]
+"#,
+    );
+    node.wait("keeper", "{.status.phase}", START, |p| p == "Running");
+    assert!(berth_image(&node, &["ls"]).contains("berth/busybox"));
+
+    let kept = berth_image(&node, &["prune"]);
+    assert!(
+        kept.starts_with("removed 0 image(s), kept 1 in use"),
+        "{kept}"
+    );
+    assert!(berth_image(&node, &["ls"]).contains("berth/busybox"));
+
+    node.server
+        .kubectl_ok(&["delete", "pod", "keeper", "--wait=true", "--timeout=120s"]);
+    wait_for("keeper's records to go", START, || {
+        let pods = node.data_dir().join("agent/pods");
+        let left = std::fs::read_dir(&pods).map_or(0, |d| d.count());
+        (left == 0).then_some(())
+    });
+    let removed = berth_image(&node, &["prune"]);
+    assert!(
+        removed.starts_with("removed 1 image(s), kept 0 in use"),
+        "{removed}"
+    );
+    assert!(!berth_image(&node, &["ls"]).contains("berth/busybox"));
+}

@@ -170,6 +170,12 @@ enum ImageCommand {
         #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Remove the images no container of this node runs (its Pods' records say which), and the blobs and
+    /// layers only they used.
+    Prune {
+        #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 fn image_store(data_dir: &Path) -> Result<berth_agent::image::ImageStore> {
@@ -187,6 +193,21 @@ fn image(command: ImageCommand) -> Result<()> {
             for reference in refs {
                 println!("imported {reference}");
             }
+        }
+        ImageCommand::Prune { data_dir } => {
+            let layout = berth_agent::kubelet::Layout::new(&data_dir);
+            let in_use = layout
+                .images_in_use()
+                .with_context(|| format!("reading the Pod records under {}", data_dir.display()))?;
+            let store = image_store(&data_dir)?;
+            let before = store.list()?.len();
+            let freed = store.prune(&in_use)?;
+            let after = store.list()?.len();
+            println!(
+                "removed {} image(s), kept {after} in use, freed {}",
+                before.saturating_sub(after),
+                human_size(freed)
+            );
         }
         ImageCommand::Ls { data_dir } => {
             println!("{:<60} {:<19} {:>10}", "IMAGE", "DIGEST", "SIZE");

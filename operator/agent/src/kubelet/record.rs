@@ -124,6 +124,21 @@ impl Layout {
         write_json(&dir.join(format!("{}.json", record.container)), record)
     }
 
+    /// The manifest digests of the images this node's recorded containers run (the `@sha256:…` of their
+    /// `imageID`): what `berth image prune` keeps.
+    pub fn images_in_use(&self) -> std::io::Result<Vec<crate::image::Digest>> {
+        let mut digests = Vec::new();
+        for uid in self.pod_uids()? {
+            for record in self.read(&uid)? {
+                let digest = record.image_id.rsplit_once('@').map(|(_, d)| d);
+                if let Some(digest) = digest.and_then(|d| crate::image::Digest::parse(d).ok()) {
+                    digests.push(digest);
+                }
+            }
+        }
+        Ok(digests)
+    }
+
     /// The uids of every Pod with records (including ones deleted while the agent was away).
     pub fn pod_uids(&self) -> std::io::Result<Vec<String>> {
         let mut uids = Vec::new();
