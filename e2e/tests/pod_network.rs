@@ -134,11 +134,15 @@ impl Node {
             )
         }));
         found.unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(self.server.data_dir.path().join("apiserver.log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
             panic!(
-                "{pod}: {}: last output {last:?}\npods: {}\nevents: {}",
+                "{pod}: {}: last output {last:?}\npods: {}\nevents: {}\nberth log (last lines):\n{}",
                 command.join(" "),
                 self.server.kubectl_ok(&["get", "pods", "-o", "wide"]),
-                self.server.kubectl_ok(&["get", "events"])
+                self.server.kubectl_ok(&["get", "events"]),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             )
         })
     }

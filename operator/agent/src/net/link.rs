@@ -69,8 +69,32 @@ pub(super) async fn ensure_bridge(
         .await?
         .ok_or_else(|| Error::LinkNotFound(name.to_owned()))?;
     ensure_address(handle, index, address, name).await?;
+    set_bridge_mac(handle, index, name).await?;
     set_up(handle, index, name).await?;
     Ok(index)
+}
+
+/// A bridge whose MAC address was never set takes the lowest MAC of its ports and changes it as Pods come and
+/// go; every Pod's ARP entry for the gateway (its DNS server) then points at a MAC that no longer answers until
+/// it expires, tens of seconds later. Setting the address pins it.
+async fn set_bridge_mac(handle: &Handle, index: u32, name: &str) -> Result<(), Error> {
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .address(bridge_mac(name).to_vec())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(Error::netlink(format!("setting the MAC address of {name}")))
+}
+
+/// A locally administered unicast MAC derived from the bridge's name: the same across agent restarts.
+fn bridge_mac(name: &str) -> [u8; 6] {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(name.as_bytes());
+    [0x02, hash[0], hash[1], hash[2], hash[3], hash[4]]
 }
 
 async fn ensure_address(
@@ -340,4 +364,17 @@ where
     })
     .await
     .unwrap_or_else(|_| Err(Error::Panicked("a namespace worker task")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_macs_are_stable_locally_administered_unicast() {
+        let mac = bridge_mac("berth0");
+        assert_eq!(mac, bridge_mac("berth0"));
+        assert_ne!(mac, bridge_mac("berth1"));
+        assert_eq!(mac[0] & 0b11, 0b10, "locally administered, unicast");
+    }
 }
