@@ -4,6 +4,7 @@
 
 pub mod constants;
 mod crd;
+pub mod quantity;
 mod schema;
 mod spec;
 mod status;

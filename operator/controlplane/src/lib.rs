@@ -7,7 +7,6 @@ mod events;
 mod gc;
 mod namespace;
 mod nodes;
-mod quantity;
 mod reported;
 mod scheduler;
 mod volumes;

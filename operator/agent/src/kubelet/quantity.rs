@@ -1,70 +1,11 @@
-//! Resource quantities (`500m`, `32Mi`, `1.5G`, `2e3`) as integer milli-units, and a container's
-//! `resources` as the runtime's cgroup limits. Hand-written: no maintained crate parses the plain-string
-//! `Quantity` of k8s-openapi 0.29, and the agent knows nothing of the control plane's crate.
+//! A container's `resources` as the runtime's cgroup limits; quantities are parsed by `berth_api::quantity`,
+//! which the scheduler shares.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use crate::runtime::Resources;
 
-/// A quantity in thousandths of its unit, rounded up (upstream's `MilliValue`); `None` if it does not parse.
-pub fn parse_milli(text: &str) -> Option<i128> {
-    let text = text.trim();
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-')))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(end);
-    let (negative, digits) = match number.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, number.strip_prefix('+').unwrap_or(number)),
-    };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
-        return None;
-    }
-    let mantissa: i128 = format!("{whole}{fraction}").parse().ok()?;
-    let (mul, div) = suffix_factor(suffix)?;
-    let numerator = mantissa.checked_mul(mul)?.checked_mul(1000)?;
-    let denominator = 10i128
-        .checked_pow(u32::try_from(fraction.len()).ok()?)?
-        .checked_mul(div)?;
-    let value = (numerator + denominator - 1) / denominator;
-    Some(if negative { -value } else { value })
-}
-
-/// A suffix as the fraction mul/div it multiplies by.
-fn suffix_factor(suffix: &str) -> Option<(i128, i128)> {
-    let binary = |power: u32| Some((1024i128.pow(power), 1));
-    let decimal = |exp: i32| {
-        if exp >= 0 {
-            Some((10i128.pow(exp as u32), 1))
-        } else {
-            Some((1, 10i128.pow((-exp) as u32)))
-        }
-    };
-    match suffix {
-        "" => decimal(0),
-        "Ki" => binary(1),
-        "Mi" => binary(2),
-        "Gi" => binary(3),
-        "Ti" => binary(4),
-        "Pi" => binary(5),
-        "Ei" => binary(6),
-        "n" => decimal(-9),
-        "u" => decimal(-6),
-        "m" => decimal(-3),
-        "k" => decimal(3),
-        "M" => decimal(6),
-        "G" => decimal(9),
-        "T" => decimal(12),
-        "P" => decimal(15),
-        "E" => decimal(18),
-        _ => {
-            let exp: i32 = suffix.strip_prefix(['e', 'E'])?.parse().ok()?;
-            (-18..=18).contains(&exp).then(|| decimal(exp))?
-        }
-    }
-}
+pub use berth_api::quantity::parse_milli;
 
 /// Whole units, rounded up (bytes of memory, cores of cpu).
 fn whole(milli: i128) -> i128 {
@@ -120,27 +61,6 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use std::collections::BTreeMap;
-
-    #[test]
-    fn quantities_parse_as_upstream() {
-        let cases = [
-            ("1", 1000),
-            ("500m", 500),
-            ("0.5", 500),
-            ("1.5Gi", 1_610_612_736_000),
-            ("32Mi", 33_554_432_000),
-            ("1k", 1_000_000),
-            ("2e3", 2_000_000),
-            ("1n", 1),
-            ("-1", -1000),
-        ];
-        for (text, milli) in cases {
-            assert_eq!(parse_milli(text), Some(milli), "{text}");
-        }
-        for bad in ["", "Mi", "1.2.3", "12x", "1e99", "."] {
-            assert_eq!(parse_milli(bad), None, "{bad}");
-        }
-    }
 
     fn requirements(limits: &[(&str, &str)], requests: &[(&str, &str)]) -> ResourceRequirements {
         let map = |items: &[(&str, &str)]| {

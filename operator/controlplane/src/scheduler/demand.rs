@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Node, NodeSelector, Pod, Taint, Toleration};
 
-use crate::quantity;
+use berth_api::quantity;
 
 /// Resource amounts in milli-units by resource name ("cpu", "memory", "pods", extended resources).
 pub type Resources = BTreeMap<String, i128>;

@@ -1,4 +1,5 @@
-//! Kubernetes resource quantities ("100m", "1.5Gi", "2e3") as integer milli-units. Written here because no
+//! Kubernetes resource quantities ("100m", "1.5Gi", "2e3") as integer milli-units, for the scheduler and the
+//! node agent alike. Written here because no
 //! maintained crate parses them for k8s-openapi 0.29's `Quantity` (a plain string); the rules are upstream's
 //! `resource.ParseQuantity`: a signed decimal number, then a binary (Ki..Ei), decimal (n..E) or exponent suffix.
 
@@ -104,6 +105,16 @@ mod tests {
     fn garbage_is_not_a_quantity() {
         for bad in ["", "abc", "1x", "1.2.3", "--1", "m", "1e99", "."] {
             assert_eq!(parse_milli(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn signs_exponents_and_malformed_numbers_as_upstream() {
+        assert_eq!(parse_milli("1k"), Some(1_000_000));
+        assert_eq!(parse_milli("32Mi"), Some(33_554_432_000));
+        assert_eq!(parse_milli("-1"), Some(-1000));
+        for bad in ["", "Mi", "1.2.3", "12x", "1e99", "."] {
+            assert_eq!(parse_milli(bad), None, "{bad}");
         }
     }
 }
