@@ -5,131 +5,16 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_agent::runtime::{
-    CgroupVersion, ContainerConfig, ContainerState, Error, Mount, Runtime, RuntimeConfig, Status,
-    netns,
+    CgroupVersion, ContainerState, Error, Mount, Runtime, RuntimeConfig, Status, netns,
 };
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-const CGROUP_PARENT: &str = "/berth-test";
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A busybox-static rootfs (read-only: it is a lowerdir), made once in cargo's scratch directory for tests
-/// and reused by later runs.
-fn rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-rootfs");
-        if dir.join("bin/sh").exists() {
-            return dir;
-        }
-        let busybox = Path::new("/bin/busybox");
-        if !busybox.exists() {
-            let status = Command::new("apt-get")
-                .args(["install", "-y", "-qq", "busybox-static"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .expect("apt-get");
-            assert!(status.success(), "installing busybox-static failed");
-        }
-        let binary = fs::read(busybox).unwrap();
-        assert!(
-            !binary.windows(14).any(|w| w == b"/lib64/ld-linu"),
-            "/bin/busybox is dynamically linked: install busybox-static"
-        );
-        let building = dir.with_extension(std::process::id().to_string());
-        let _ = fs::remove_dir_all(&building);
-        for sub in ["bin", "dev", "proc", "sys", "tmp", "etc", "root"] {
-            fs::create_dir_all(building.join(sub)).unwrap();
-        }
-        fs::copy(busybox, building.join("bin/busybox")).unwrap();
-        let list = Command::new(busybox).arg("--list").output().unwrap();
-        for applet in String::from_utf8(list.stdout).unwrap().lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", building.join("bin").join(applet)).unwrap();
-            }
-        }
-        fs::write(
-            building.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n",
-        )
-        .unwrap();
-        fs::write(building.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
-        // Tests run in parallel: the first rename wins, the others drop their copy.
-        if fs::rename(&building, &dir).is_err() {
-            let _ = fs::remove_dir_all(&building);
-        }
-        dir
-    })
-}
-
-/// The shim program: `berth-shim`, or `$BERTH_SHIM` (e.g. `target/debug/berth`, whose `shim` subcommand is
-/// the same entry point).
-fn shim_program() -> PathBuf {
-    std::env::var_os("BERTH_SHIM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
-}
-
-/// A runtime with a root of its own (short: the socket path must fit in 108 bytes).
-fn runtime() -> (Runtime, tempfile::TempDir) {
-    let root = tempfile::Builder::new()
-        .prefix("brt")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let mut config = RuntimeConfig::new(root.path()).unwrap();
-    config.shim_program = shim_program();
-    config.cgroup_parent = PathBuf::from(CGROUP_PARENT);
-    (Runtime::new(config).unwrap(), root)
-}
-
-fn unique(name: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn container(name: &str, script: &str) -> ContainerConfig {
-    ContainerConfig::new(
-        unique(name),
-        vec![rootfs().to_path_buf()],
-        vec!["sh".into(), "-c".into(), script.into()],
-    )
-}
-
-/// Removes the containers it names when the test ends, passed or failed.
-struct Cleanup {
-    runtime: Runtime,
-    ids: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let runtime = self.runtime.clone();
-        let ids = std::mem::take(&mut self.ids);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for id in ids {
-                    let _ = runtime.remove(&id).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
+mod support;
+use support::*;
 
 fn log_text(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()

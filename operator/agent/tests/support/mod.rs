@@ -1,4 +1,4 @@
-//! What the attach and kubelet-server tests share: a busybox-static rootfs, a runtime with a root of its own,
+//! What the runtime, attach and kubelet-server tests share: a busybox-static rootfs, a runtime with a root of its own,
 //! unique ids, and cleanup of the containers a test made.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 
 use berth_agent::runtime::{ContainerConfig, Runtime, RuntimeConfig};
 
+/// The cgroup parent of every test container.
+pub const CGROUP_PARENT: &str = "/berth-test";
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A busybox-static rootfs (a lowerdir, never written), made once in cargo's scratch directory.
+/// A busybox-static rootfs (read-only: it is a lowerdir), made once in cargo's scratch directory for tests
+/// and reused by later runs.
 pub fn rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
@@ -31,7 +34,12 @@ pub fn rootfs() -> &'static Path {
                 .expect("apt-get");
             assert!(status.success(), "installing busybox-static failed");
         }
-        let building = dir.with_extension(format!("support-{}", std::process::id()));
+        let binary = fs::read(busybox).unwrap();
+        assert!(
+            !binary.windows(14).any(|w| w == b"/lib64/ld-linu"),
+            "/bin/busybox is dynamically linked: install busybox-static"
+        );
+        let building = dir.with_extension(std::process::id().to_string());
         let _ = fs::remove_dir_all(&building);
         for sub in ["bin", "dev", "proc", "sys", "tmp", "etc", "root"] {
             fs::create_dir_all(building.join(sub)).unwrap();
@@ -45,10 +53,10 @@ pub fn rootfs() -> &'static Path {
         }
         fs::write(
             building.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\n",
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n",
         )
         .unwrap();
-        fs::write(building.join("etc/group"), "root:x:0:\n").unwrap();
+        fs::write(building.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
         // Tests run in parallel: the first rename wins, the others drop their copy.
         if fs::rename(&building, &dir).is_err() {
             let _ = fs::remove_dir_all(&building);
@@ -72,7 +80,7 @@ pub fn runtime() -> (Runtime, tempfile::TempDir) {
         .unwrap();
     let mut config = RuntimeConfig::new(root.path()).unwrap();
     config.shim_program = shim_program();
-    config.cgroup_parent = PathBuf::from("/berth-test");
+    config.cgroup_parent = PathBuf::from(CGROUP_PARENT);
     (Runtime::new(config).unwrap(), root)
 }
 
