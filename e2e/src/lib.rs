@@ -1,6 +1,7 @@
 //! Test harness for end-to-end tests: starts the real `berth` binary on a free loopback port with its own
 //! data directory, drives it with the real kubectl and with kube-rs, and kills it when the test ends.
 
+pub mod bench;
 pub mod network;
 pub mod registry;
 

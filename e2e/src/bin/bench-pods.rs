@@ -11,21 +11,21 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use berth_e2e::bench::{
+    BerthUp, Memory, POD_DEADLINE, berth_memory, load_average, ms, parent, percentile,
+    print_memory, processes, sum, wait_no_shims, wait_node_ready,
+};
 use berth_e2e::network::TestNetwork;
 use berth_e2e::registry::Registry;
-use berth_e2e::{Server, workspace_bin};
+use berth_e2e::workspace_bin;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
-/// How long one Pod may take to run, or to go away, before the bench gives up.
-const POD_DEADLINE: Duration = Duration::from_secs(120);
-/// How long the node may take to register and turn Ready.
-const NODE_DEADLINE: Duration = Duration::from_secs(120);
 /// The label every Pod of a run carries (its value names the run).
 const RUN_LABEL: &str = "berth-bench";
 /// podman's settings for this machine (no systemd, cgroup v1, Debian's podman), in a file of the bench's own
@@ -66,47 +66,6 @@ struct Figures {
     idle: Memory,
     /// Memory with the at-once Pods running.
     loaded: Memory,
-}
-
-/// Summed resident and proportional set sizes of a set of processes.
-#[derive(Clone, Copy, Default)]
-struct Memory {
-    processes: usize,
-    rss_kib: u64,
-    pss_kib: u64,
-}
-
-impl Memory {
-    fn add(&mut self, pid: u32) {
-        if let Some((rss, pss)) = process_memory(pid) {
-            self.processes += 1;
-            self.rss_kib += rss;
-            self.pss_kib += pss;
-        }
-    }
-
-    fn mib(kib: u64) -> f64 {
-        kib as f64 / 1024.0
-    }
-
-    fn per_pod_kib(&self, idle: &Memory, pods: usize) -> (f64, f64) {
-        let pods = pods as f64;
-        (
-            (self.rss_kib as f64 - idle.rss_kib as f64) / pods,
-            (self.pss_kib as f64 - idle.pss_kib as f64) / pods,
-        )
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 #[tokio::main]
@@ -182,31 +141,6 @@ fn bench_pod(name: &str, run: &str, image: &str) -> Pod {
 // ---------------------------------------------------------------------------------------------------------
 // berth
 
-/// A `berth up` with its own data directory and node name; on drop it is killed and `berth down` removes
-/// every container it left, before the data directory goes.
-struct BerthUp {
-    server: Server,
-    bin: PathBuf,
-}
-
-impl Drop for BerthUp {
-    fn drop(&mut self) {
-        self.server.kill();
-        let down = Command::new(&self.bin)
-            .arg("down")
-            .arg("--data-dir")
-            .arg(self.server.data_dir.path())
-            .stdout(Stdio::null())
-            .status();
-        if !down.is_ok_and(|s| s.success()) {
-            eprintln!(
-                "berth down --data-dir {} failed: containers may be left",
-                self.server.data_dir.path().display()
-            );
-        }
-    }
-}
-
 /// Which bench Pods the API server has, and when each was first seen Running (as the watch delivered it).
 #[derive(Default)]
 struct PodTracker {
@@ -216,18 +150,7 @@ struct PodTracker {
 
 async fn bench_berth(bin: &Path, run: &str, image: &str, args: &Args) -> Result<Figures> {
     let node = format!("bench-pods-{run}");
-    let network = TestNetwork::pick();
-    println!(
-        "- berth: bridge {}, Pod CIDR {}",
-        network.bridge, network.cidr
-    );
-    let mut command = vec!["up", "--node-name", &node];
-    let flags = network.flags();
-    command.extend(flags.iter().map(String::as_str));
-    let up = BerthUp {
-        server: Server::start_command(bin.to_owned(), &command),
-        bin: bin.to_owned(),
-    };
+    let up = BerthUp::start(bin, &node, &[]);
     let pid = up.server.pid().context("berth up is not running")?;
     let data_dir = up.server.data_dir.path().to_owned();
     let client = up.server.client().await;
@@ -394,84 +317,6 @@ async fn wait_tracker(
         Ok(Err(_)) => bail!("the Pod watch ended while waiting for {what}"),
         Err(_) => bail!("timed out after {deadline:?} waiting for {what}"),
     }
-}
-
-async fn wait_node_ready(nodes: &Api<Node>, name: &str) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let ready = nodes.get_opt(name).await?.is_some_and(|node| {
-            node.status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        });
-        if ready {
-            return Ok(());
-        }
-        ensure!(
-            start.elapsed() < NODE_DEADLINE,
-            "node {name} was not Ready within {NODE_DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The shims `berth up` started for this data directory (`berth shim --state-dir <data dir>/…`).
-fn shims(data_dir: &Path) -> Vec<u32> {
-    let data_dir = data_dir.to_string_lossy();
-    processes()
-        .into_iter()
-        .filter(|(_, argv)| {
-            argv.get(1).is_some_and(|a| a == "shim")
-                && argv.iter().any(|a| a.starts_with(data_dir.as_ref()))
-        })
-        .map(|(pid, _)| pid)
-        .collect()
-}
-
-async fn wait_no_shims(data_dir: &Path) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let left = shims(data_dir);
-        if left.is_empty() {
-            return Ok(());
-        }
-        ensure!(
-            start.elapsed() < POD_DEADLINE,
-            "{} shims still running {POD_DEADLINE:?} after their Pods were deleted",
-            left.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `berth up` and its shims, apart.
-fn berth_memory(up: u32, data_dir: &Path) -> (Memory, Memory) {
-    let mut process = Memory::default();
-    process.add(up);
-    let mut shim = Memory::default();
-    for pid in shims(data_dir) {
-        shim.add(pid);
-    }
-    (process, shim)
-}
-
-fn sum(parts: &[Memory]) -> Memory {
-    Memory {
-        processes: parts.iter().map(|m| m.processes).sum(),
-        rss_kib: parts.iter().map(|m| m.rss_kib).sum(),
-        pss_kib: parts.iter().map(|m| m.pss_kib).sum(),
-    }
-}
-
-fn print_memory(what: &str, m: Memory) {
-    println!(
-        "- {what}: {} processes, RSS {:.1} MiB, PSS {:.1} MiB",
-        m.processes,
-        Memory::mib(m.rss_kib),
-        Memory::mib(m.pss_kib),
-    );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -763,50 +608,6 @@ fn podman_version() -> Result<String> {
 
 // ---------------------------------------------------------------------------------------------------------
 // /proc
-
-/// Every process's id and argv.
-fn processes() -> Vec<(u32, Vec<String>)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let argv = cmdline
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            Some((pid, argv))
-        })
-        .collect()
-}
-
-/// The parent's pid, from /proc/<pid>/stat (after the command name, which may hold spaces).
-fn parent(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// VmRSS from /proc/<pid>/status and Pss from /proc/<pid>/smaps_rollup, in KiB.
-fn process_memory(pid: u32) -> Option<(u64, u64)> {
-    let field = |text: &str, key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    Some((field(&status, "VmRSS:")?, field(&rollup, "Pss:")?))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|e| format!("unknown ({e})"))
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // report
