@@ -2,6 +2,8 @@
 # `make test` (every test). Both install what they need and are idempotent.
 
 SHELL := /bin/bash
+# rustup's toolchain (scripts/deps.sh installs it there when Rust is missing or too old).
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 DATA_DIR ?= $(CURDIR)/.data
 LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
