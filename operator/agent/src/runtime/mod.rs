@@ -4,7 +4,7 @@
 //! container lives in the agent's memory: a restarted agent finds running containers with [`Runtime::list`].
 //!
 //! The agent's verbs are one file each: `create.rs`, `kill.rs` (kill, stop, wait), `delete.rs` (remove),
-//! `exec.rs`, `attach.rs` and `list.rs` (state, list).
+//! `exec.rs`, `attach.rs` (both streaming sessions with the shim: `session.rs`) and `list.rs` (state, list).
 
 mod attach;
 pub mod cgroups;
@@ -19,6 +19,7 @@ pub mod logs;
 pub mod netns;
 mod protocol;
 mod seccomp;
+mod session;
 pub mod shim;
 pub mod spec;
 pub mod state;
