@@ -7,7 +7,8 @@
 //! `owner=helm` that it finds again by label selector. A release that Helm 3 installed records no apply method,
 //! and Helm 4 upgrades it the Helm 3 way: client-side, with three-way strategic merge patches. Helm's client-go
 //! (0.32 and later) writes the release Secrets, and deletes them, with protobuf bodies, which berth decodes
-//! (operator/apiserver/src/protobuf). Each test starts its own server.
+//! (operator/apiserver/src/protobuf). Each test starts its own server. The last test installs berth's own chart,
+//! charts/berth, into `berth up`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,7 @@ fn helm_python() -> PathBuf {
 struct Helm<'a> {
     server: &'a Server,
     python: PathBuf,
+    chart: PathBuf,
     namespace: &'a str,
     runs: std::cell::Cell<u32>,
 }
@@ -88,10 +90,16 @@ struct Run {
 }
 
 impl<'a> Helm<'a> {
+    /// Helm with the test chart, e2e/helm/chart.
     fn new(server: &'a Server, namespace: &'a str) -> Self {
+        Helm::with_chart(server, namespace, helm_dir().join("chart"))
+    }
+
+    fn with_chart(server: &'a Server, namespace: &'a str, chart: PathBuf) -> Self {
         Helm {
             server,
             python: helm_python(),
+            chart,
             namespace,
             runs: std::cell::Cell::new(0),
         }
@@ -112,7 +120,7 @@ impl<'a> Helm<'a> {
             .arg("--namespace")
             .arg(self.namespace)
             .arg("--chart")
-            .arg(helm_dir().join("chart"))
+            .arg(&self.chart)
             .arg("--values")
             .arg(values.to_string())
             .args(flags)
@@ -582,4 +590,81 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart_with_server_side_app
 #[test]
 fn helm_upgrades_a_helm3_release_with_three_way_strategic_merge_patches() {
     install_upgrade_uninstall("legacy", "old", true);
+}
+
+/// berth's own chart (charts/berth) against `berth up`: install creates the controller's Deployment, its RBAC,
+/// the metrics Service and the CRD (which `berth up` already serves: Helm's apply takes it over); an upgrade
+/// changes the Deployment in place; uninstall removes everything but the CRD, which the chart keeps
+/// (`helm.sh/resource-policy: keep`) so that no Stack is lost with the release. `berth up` runs no Deployment
+/// controller, so the controller Pods themselves are not started here (e2e/tests/chart.rs runs the chart's
+/// controller command on its own).
+#[test]
+fn berths_chart_installs_upgrades_and_uninstalls_against_berth_up() {
+    let server = Server::start_up(&["--disable-agent"]);
+    let namespace = "berth-system";
+    let release = "berth";
+    let helm = Helm::with_chart(&server, namespace, Server::repo_root().join("charts/berth"));
+    let objects = [
+        ("serviceaccount", namespace, "berth"),
+        ("deployment.apps", namespace, "berth-controller"),
+        ("service", namespace, "berth-metrics"),
+        (
+            "role.rbac.authorization.k8s.io",
+            namespace,
+            "berth-leader-election",
+        ),
+        (
+            "rolebinding.rbac.authorization.k8s.io",
+            namespace,
+            "berth-leader-election",
+        ),
+        (
+            "clusterrole.rbac.authorization.k8s.io",
+            "",
+            "berth-controller",
+        ),
+        (
+            "clusterrolebinding.rbac.authorization.k8s.io",
+            "",
+            "berth-controller",
+        ),
+    ];
+    let crd = "customresourcedefinition.apiextensions.k8s.io";
+    let crd_name = "stacks.berth.dev";
+
+    let installed = helm.install(release, &json!({}));
+    assert_eq!(installed["status"], "deployed", "{installed}");
+    for (kind, ns, name) in objects {
+        let object = must_get(&server, ns, kind, name);
+        assert_eq!(
+            object["metadata"]["annotations"]["meta.helm.sh/release-name"], release,
+            "{object}"
+        );
+    }
+    let deployment = must_get(&server, namespace, "deployment.apps", "berth-controller");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--leader-elect"), "{args}");
+    let definition = must_get(&server, "", crd, crd_name);
+    assert_eq!(
+        definition["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "{definition}"
+    );
+    // The CRD Helm applied still serves Stacks.
+    server.kubectl_ok(&["get", "stacks", "-A"]);
+
+    let upgraded = helm.upgrade(release, &json!({"replicaCount": 2, "logLevel": "debug"}));
+    assert_eq!(upgraded["revision"], 2, "{upgraded}");
+    let after = must_get(&server, namespace, "deployment.apps", "berth-controller");
+    assert_eq!(after["spec"]["replicas"], 2);
+    assert_eq!(after["metadata"]["uid"], deployment["metadata"]["uid"]);
+    let env = after["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains("debug"), "RUST_LOG follows logLevel: {env}");
+
+    helm.uninstall(release);
+    for (kind, ns, name) in objects {
+        wait_gone(&server, ns, kind, name);
+    }
+    must_get(&server, "", crd, crd_name);
+    server.kubectl_ok(&["get", "stacks", "-A"]);
 }
