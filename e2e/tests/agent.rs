@@ -692,3 +692,186 @@ spec:
     );
     assert!(!berth_image(&node, &["ls"]).contains("berth/busybox"));
 }
+
+/// `berth image pull <reference> --data-dir <dir>`, its standard output read through a pipe (plain lines).
+fn berth_pull(data_dir: &Path, reference: &str) -> std::process::Output {
+    Command::new(berth_bin())
+        .args(["image", "pull", reference, "--data-dir"])
+        .arg(data_dir)
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .expect("running berth image pull")
+}
+
+#[test]
+fn image_pull_names_each_layer_and_the_digest_and_a_missing_image_fails_clearly() {
+    let registry = Registry::start();
+    let image = registry.push_busybox("berth/pulled:1");
+    let data_dir = tempfile::Builder::new()
+        .prefix("berth-pull-")
+        .tempdir()
+        .expect("a data directory");
+    // What the registry holds, as skopeo reads it: the manifest digest and the layers.
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .expect("running skopeo inspect");
+    assert!(inspect.status.success(), "skopeo inspect: {inspect:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&inspect.stdout).expect("skopeo prints JSON");
+    let digest = manifest["Digest"].as_str().expect("a digest").to_owned();
+    let layers: Vec<String> = manifest["Layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l.as_str().expect("a layer digest").to_owned())
+        .collect();
+    assert!(!layers.is_empty());
+
+    let out = berth_pull(data_dir.path(), &image);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "berth image pull: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for layer in &layers {
+        let short = &layer["sha256:".len()..][..12];
+        for state in [
+            "Downloading",
+            "Download complete",
+            "Extracting",
+            "Pull complete",
+        ] {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{short}: {state}"))),
+                "no `{short}: {state}` line in:\n{stdout}"
+            );
+        }
+    }
+    assert!(stdout.contains(&format!("Digest: {digest}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Status: Downloaded newer image for {image}")),
+        "{stdout}"
+    );
+    let listed = Command::new(berth_bin())
+        .args(["image", "ls", "--data-dir"])
+        .arg(data_dir.path())
+        .output()
+        .expect("running berth image ls");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&image) && l.contains(&digest[..19])),
+        "{listed}"
+    );
+
+    // Again: every layer is there already.
+    let again = berth_pull(data_dir.path(), &image);
+    let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(again.status.success(), "{stdout}");
+    for layer in &layers {
+        let short = &layer["sha256:".len()..][..12];
+        assert!(
+            stdout.contains(&format!("{short}: Already exists")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains(&format!("Status: Image is up to date for {image}")),
+        "{stdout}"
+    );
+
+    let missing = format!("{}/berth/nothere:1", registry.host());
+    let failed = berth_pull(data_dir.path(), &missing);
+    let stderr = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert!(!failed.status.success(), "pulling {missing} succeeded");
+    assert!(stderr.contains(&missing), "{stderr}");
+}
+
+/// The container state directories under the data directory (`<data>/c/<id>`).
+fn container_dirs(data_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(data_dir.join("c"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_burst_of_pods_deleted_at_once_leaves_no_container_state_and_no_shim() {
+    const PODS: usize = 30;
+    let node = Node::start("agent-burst");
+    let manifest: String = (0..PODS)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: burst-{i}, labels: {{burst: \"yes\"}}}}\n\
+                 spec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  \
+                 - {{name: c, image: \"{{{{IMAGE}}}}\", command: [sleep, \"3600\"]}}\n---\n"
+            )
+        })
+        .collect();
+    node.apply(&manifest);
+    let phases = || {
+        node.server.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "burst=yes",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ])
+    };
+    wait_for("every burst Pod to run", Duration::from_secs(300), || {
+        let out = phases();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.split_whitespace().filter(|p| *p == "Running").count() == PODS).then_some(())
+    });
+    assert_eq!(container_dirs(node.data_dir()).len(), PODS);
+    assert_eq!(berth_e2e::bench::shims(node.data_dir()).len(), PODS);
+
+    node.server.kubectl_ok(&[
+        "delete",
+        "pods",
+        "-l",
+        "burst=yes",
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ]);
+    let mut left = (Vec::new(), Vec::new(), 0);
+    let gone = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(
+            "every burst Pod's containers, shims and records to go",
+            Duration::from_secs(120),
+            || {
+                let records =
+                    std::fs::read_dir(node.data_dir().join("agent/pods")).map_or(0, |d| d.count());
+                left = (
+                    container_dirs(node.data_dir()),
+                    berth_e2e::bench::shims(node.data_dir()),
+                    records,
+                );
+                (left.0.is_empty() && left.1.is_empty() && left.2 == 0).then_some(())
+            },
+        )
+    }));
+    assert!(
+        gone.is_ok(),
+        "left: containers {:?}, shims {:?}, Pod records {}",
+        left.0,
+        left.1,
+        left.2
+    );
+    let out = phases();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "burst Pods still in the API"
+    );
+}

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod pull_progress;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -169,6 +171,26 @@ enum ImageCommand {
         #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Pull an image from its registry into the local store, showing each layer's progress.
+    Pull {
+        /// The image, e.g. `busybox:1.36` or `registry.example.com:5000/team/app@sha256:...`.
+        reference: String,
+        #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The directory whose `config.json` holds registry logins (as docker's `--config`); without it
+        /// ~/.docker, when it has one.
+        #[arg(long, env = "DOCKER_CONFIG")]
+        docker_config: Option<PathBuf>,
+        /// Log in to the image's registry as this user, with the password read from standard input.
+        #[arg(long, requires = "password_stdin")]
+        username: Option<String>,
+        /// Read the password for --username from standard input.
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+        /// Reach the image's registry over plain http (a loopback registry always may).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// List the images in the local store.
     Ls {
         #[arg(long, default_value = "/var/lib/berth", env = "BERTH_DATA_DIR")]
@@ -197,6 +219,37 @@ fn image(command: ImageCommand) -> Result<()> {
             for reference in refs {
                 println!("imported {reference}");
             }
+        }
+        ImageCommand::Pull {
+            reference,
+            data_dir,
+            docker_config,
+            username,
+            password_stdin: _,
+            insecure,
+        } => {
+            let mut store = image_store(&data_dir)?;
+            let registry = berth_agent::image::registry(&reference)?;
+            if insecure {
+                store = store.with_insecure_registries(vec![registry.clone()]);
+            }
+            let mut credentials = docker_credentials(docker_config.as_deref())?;
+            if let Some(username) = username {
+                let password = std::io::read_to_string(std::io::stdin())
+                    .context("reading the password from standard input")?;
+                credentials.add_login(
+                    &registry,
+                    &username,
+                    password.trim_end_matches(['\r', '\n']),
+                );
+            }
+            let progress = std::sync::Arc::new(pull_progress::PullProgress::new());
+            let reporter = progress.clone();
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let image = runtime.block_on(store.pull(&reference, &credentials, &move |event| {
+                reporter.report(event)
+            }))?;
+            progress.finish(&image.reference);
         }
         ImageCommand::Prune { data_dir } => {
             let layout = berth_agent::kubelet::Layout::new(&data_dir);
@@ -227,6 +280,26 @@ fn image(command: ImageCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The registry logins of a docker config directory (`DIR/config.json`): the one given, which must have it,
+/// or ~/.docker when it does.
+fn docker_credentials(dir: Option<&Path>) -> Result<berth_agent::image::Credentials> {
+    let (path, required) = match dir {
+        Some(dir) => (dir.join("config.json"), true),
+        None => match std::env::var_os("HOME") {
+            Some(home) => (Path::new(&home).join(".docker/config.json"), false),
+            None => return Ok(berth_agent::image::Credentials::none()),
+        },
+    };
+    match std::fs::read(&path) {
+        Ok(json) => berth_agent::image::Credentials::from_docker_config(&json)
+            .with_context(|| format!("reading the registry logins in {}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(berth_agent::image::Credentials::none())
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Sizes as `docker images` prints them (decimal units).

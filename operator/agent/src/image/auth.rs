@@ -109,6 +109,18 @@ impl Credentials {
         Ok(())
     }
 
+    /// Adds a user name and password for one registry (`host[:port]`), as `docker login` records them.
+    pub fn add_login(&mut self, registry: &str, username: &str, password: &str) {
+        let (host, port, path) = split_key(registry);
+        self.entries.push(Entry {
+            host,
+            port,
+            path,
+            username: username.to_owned(),
+            password: password.to_owned(),
+        });
+    }
+
     /// The credentials for `reference`'s registry and repository, or anonymous access.
     pub(crate) fn for_reference(&self, reference: &Reference) -> RegistryAuth {
         let (host, port, _) = split_key(reference.registry());
@@ -276,6 +288,20 @@ mod tests {
     fn malformed_configs_are_errors() {
         assert!(Credentials::from_docker_config(b"not json").is_err());
         assert!(Credentials::from_docker_config(br#"{"auths": {"r": {"auth": "!!"}}}"#).is_err());
+    }
+
+    #[test]
+    fn a_login_applies_to_its_registry_only() {
+        let mut credentials = Credentials::none();
+        credentials.add_login("registry.example.com:5000", "u", "p");
+        assert_eq!(
+            auth_for(&credentials, "registry.example.com:5000/app:1"),
+            basic("u", "p")
+        );
+        assert_eq!(
+            auth_for(&credentials, "registry.example.com/app:1"),
+            RegistryAuth::Anonymous
+        );
     }
 
     #[test]

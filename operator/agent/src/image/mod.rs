@@ -31,5 +31,5 @@ pub use digest::Digest;
 pub use error::{ImageError, LayerError};
 pub use platform::{OS, architecture};
 pub use pull::{Progress, PullAction, PullEvent, PullPolicy, no_progress};
-pub use reference::normalize;
+pub use reference::{normalize, registry};
 pub use store::{Image, ImageStore, ImageSummary};

@@ -96,6 +96,8 @@ pub enum PullEvent {
     AlreadyPresent { digest: Digest, size: u64 },
     /// A layer is being unpacked.
     Unpacking { digest: Digest },
+    /// A layer is unpacked and in the store.
+    Unpacked { digest: Digest },
     /// The image is ready.
     Done { digest: Digest },
 }
@@ -221,8 +223,11 @@ impl ImageStore {
             progress(PullEvent::Unpacking {
                 digest: blob.clone(),
             });
-            let (store, blob, diff_id) = (self.clone(), blob.clone(), diff_id.clone());
-            blocking(move || store.ensure_layer(&blob, &diff_id)).await?;
+            let (store, unpacked, diff_id) = (self.clone(), blob.clone(), diff_id.clone());
+            blocking(move || store.ensure_layer(&unpacked, &diff_id)).await?;
+            progress(PullEvent::Unpacked {
+                digest: blob.clone(),
+            });
         }
         let image = {
             let (store, digest, index, name) =

@@ -22,6 +22,12 @@ pub fn normalize(reference: &str) -> Result<String, ImageError> {
     parse(reference).map(|r| r.whole())
 }
 
+/// The registry an image name pulls from, as written (`busybox` → `docker.io`, `127.0.0.1:5000/x` →
+/// `127.0.0.1:5000`): what `insecure_registries` and a login name.
+pub fn registry(reference: &str) -> Result<String, ImageError> {
+    parse(reference).map(|r| r.registry().to_owned())
+}
+
 /// Whether the name carries neither a tag nor a digest, or the tag `latest` (Kubernetes then defaults the
 /// pull policy to Always).
 pub(crate) fn is_latest(reference: &str) -> bool {
@@ -63,6 +69,15 @@ mod tests {
         assert_eq!(
             normalize("127.0.0.1:5000/team/app:1.2").unwrap(),
             "127.0.0.1:5000/team/app:1.2"
+        );
+    }
+
+    #[test]
+    fn the_registry_is_the_one_written_or_docker_hub() {
+        assert_eq!(registry("busybox").unwrap(), "docker.io");
+        assert_eq!(
+            registry("registry.example.com:5000/team/app:1").unwrap(),
+            "registry.example.com:5000"
         );
     }
 
