@@ -18,7 +18,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource};
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::Context;
@@ -1172,15 +1171,22 @@ impl Worker {
         if self.written.as_ref() == Some(&status) {
             return;
         }
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
-        let patch = json!({"status": status});
-        match api
-            .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
+        match write_pod_status(
+            &self.ctx.client,
+            self.namespace(),
+            self.name(),
+            &self.uid,
+            &status,
+        )
+        .await
         {
             Ok(pod) => {
                 self.pod = Arc::new(pod);
                 self.written = Some(status);
+            }
+            // The watch tells this worker to clean up; its status is nobody's any more.
+            Err(err) if status::pod_replaced(&err) => {
+                tracing::debug!(error = %err, "the Pod is gone or replaced: status not written");
             }
             Err(err) => tracing::warn!(error = %err, "writing the Pod status"),
         }
@@ -1267,6 +1273,20 @@ impl Worker {
             tracing::debug!(error = %err, reason, "publishing an event");
         }
     }
+}
+
+/// Writes `status` to the Pod `namespace/name` through `pods/status`, only while it is the Pod with `uid`.
+async fn write_pod_status(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    status: &PodStatus,
+) -> Result<Pod, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let patch = status::patch(uid, status);
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 /// preStop (within the grace period), then the runtime's SIGTERM, rest of the grace period, SIGKILL.
@@ -1571,6 +1591,71 @@ mod tests {
         assert_eq!(terminated.reason.as_deref(), Some("Completed"));
         assert_eq!(status.container_id.as_deref(), Some("berth://u-c0-0"));
         assert!(status.last_state.is_none());
+    }
+
+    /// A Pod deleted and created again under the same name while the old Pod's worker still writes: the old
+    /// worker's write is refused (its uid is the precondition) and the new Pod's status stays its own.
+    #[tokio::test]
+    async fn a_status_write_for_a_replaced_pod_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = berth_apiserver::start(berth_apiserver::Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+        let serve = running.serve;
+        let kubeconfig = kube::config::Kubeconfig::read_from(&running.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "reborn"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .unwrap();
+        let params = kube::api::PostParams::default();
+        let old = pods.create(&params, &pod).await.unwrap();
+        let old_uid = old.metadata.uid.clone().unwrap();
+        pods.delete("reborn", &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+        let new = pods.create(&params, &pod).await.unwrap();
+        let new_uid = new.metadata.uid.clone().unwrap();
+        assert_ne!(old_uid, new_uid);
+
+        let finished = PodStatus {
+            phase: Some("Failed".into()),
+            message: Some("written by the old worker".into()),
+            ..PodStatus::default()
+        };
+        let err = write_pod_status(&client, "default", "reborn", &old_uid, &finished)
+            .await
+            .unwrap_err();
+        assert!(status::pod_replaced(&err), "{err}");
+        let current = pods.get("reborn").await.unwrap();
+        assert_eq!(current.metadata.uid.as_deref(), Some(new_uid.as_str()));
+        assert_ne!(
+            current.status.and_then(|s| s.phase).as_deref(),
+            Some("Failed"),
+            "the old worker's status landed on the new Pod"
+        );
+
+        let running_status = PodStatus {
+            phase: Some("Running".into()),
+            ..PodStatus::default()
+        };
+        let written = write_pod_status(&client, "default", "reborn", &new_uid, &running_status)
+            .await
+            .unwrap();
+        assert_eq!(
+            written.status.and_then(|s| s.phase).as_deref(),
+            Some("Running")
+        );
+        serve.abort();
     }
 
     #[test]

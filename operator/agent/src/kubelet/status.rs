@@ -107,6 +107,24 @@ pub fn phase(
     }
 }
 
+/// The merge patch a status write sends: the status, and the Pod's uid as a precondition (as upstream's
+/// `preparePatchBytesForPodStatus` puts it there), so that the worker of a deleted Pod can never write onto a
+/// new Pod of the same name: the API server refuses a patch that would change the uid.
+pub fn patch(uid: &str, status: &PodStatus) -> serde_json::Value {
+    serde_json::json!({"metadata": {"uid": uid}, "status": status})
+}
+
+/// Whether a status write failed because the Pod it was for is gone or was replaced by a new one of the same
+/// name (404, or the uid precondition refused: 422 `metadata.uid` as upstream, or a 409 Conflict).
+pub fn pod_replaced(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(e) => {
+            e.code == 404 || e.code == 409 || (e.code == 422 && e.message.contains("metadata.uid"))
+        }
+        _ => false,
+    }
+}
+
 /// The whole status.
 pub fn pod_status(inputs: &Inputs<'_>, now: Timestamp) -> PodStatus {
     let phase = phase(inputs.restart_policy, inputs.init, inputs.containers);
@@ -401,6 +419,17 @@ mod tests {
             (ready.status.as_str(), ready.reason.as_deref()),
             ("False", Some("PodCompleted"))
         );
+    }
+
+    #[test]
+    fn the_status_patch_carries_the_uid() {
+        let status = PodStatus {
+            phase: Some("Running".into()),
+            ..PodStatus::default()
+        };
+        let patch = patch("u-1", &status);
+        assert_eq!(patch["metadata"]["uid"], "u-1");
+        assert_eq!(patch["status"]["phase"], "Running");
     }
 
     #[test]

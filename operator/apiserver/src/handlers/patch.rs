@@ -132,6 +132,24 @@ async fn patch_object(ctx: Ctx, kind: PatchType) -> Result<Response> {
                 "a patch may not change an object's name or namespace",
             ));
         }
+        // A uid in the patch pins it to one incarnation of the name (the kubelet's status patches carry
+        // one): upstream's update validation refuses a changed uid as immutable, so a writer that knew a
+        // deleted object never patches its replacement.
+        if let Some(uid) = patched["metadata"]["uid"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            && patched["metadata"]["uid"] != current["metadata"]["uid"]
+        {
+            return Err(ApiError::invalid(
+                target.subject(),
+                &rt.group_kind(),
+                vec![Cause::invalid(
+                    "metadata.uid",
+                    &Value::String(uid.to_owned()),
+                    "field is immutable",
+                )],
+            ));
+        }
         let mut checked = patched.clone();
         ctx.check_type(&mut checked)?;
         // A resourceVersion the patch itself sets is a precondition; otherwise the patch applies to the latest.
