@@ -32,6 +32,14 @@ pub const COMPONENT_DATABASE: &str = "database";
 pub const COMPONENT_REDIS: &str = "redis";
 /// The one-shot migration (`spec.app.migrate`).
 pub const COMPONENT_MIGRATE: &str = "migrate";
+/// A short-lived Pod that tries a new image (and the environment it needs) before the controller replaces a
+/// running Pod with one that uses it; it never matches a Service's selector.
+pub const COMPONENT_CHECK: &str = "check";
+/// Label on a check Pod: the component (`COMPONENT_*`) whose replacement it checks.
+pub const LABEL_CHECK_FOR: &str = "berth.dev/check-for";
+/// Annotation on a Stack: `"true"` lets an edit through that deletes data (a removed `spec.database` or
+/// `spec.redis`, Redis persistence turned off): the claim that held it is deleted. Remove it once done.
+pub const ANNOTATION_ALLOW_DATA_LOSS: &str = "berth.dev/allow-data-loss";
 
 /// Finalizer the controller puts on a Stack to apply `deletionPolicy` before the Stack goes.
 pub const FINALIZER: &str = "berth.dev/cleanup";

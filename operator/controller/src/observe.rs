@@ -70,18 +70,17 @@ impl Stores {
 
     /// The Stack's Pods, any component.
     pub fn pods_of(&self, stack: &Stack) -> Vec<Pod> {
-        let namespace = stack.namespace();
-        let name = stack.name_any();
-        let mut pods: Vec<Pod> = self
-            .pods
-            .state_filter(|p| {
-                p.namespace() == namespace && p.labels().get(LABEL_STACK) == Some(&name)
-            })
-            .into_iter()
-            .map(|p| p.as_ref().clone())
-            .collect();
-        pods.sort_by_key(|p| p.name_any());
-        pods
+        of_stack(&self.pods, stack)
+    }
+
+    /// The Stack's Services.
+    pub fn services_of(&self, stack: &Stack) -> Vec<Service> {
+        of_stack(&self.services, stack)
+    }
+
+    /// The Stack's PersistentVolumeClaims.
+    pub fn claims_of(&self, stack: &Stack) -> Vec<PersistentVolumeClaim> {
+        of_stack(&self.claims, stack)
     }
 
     /// True when the object exists with every field the controller would apply: applying it changes nothing.
@@ -98,6 +97,22 @@ impl Stores {
             Object::Pod(_) => false,
         }
     }
+}
+
+/// The objects labelled with the Stack's name in its namespace, by name.
+fn of_stack<K>(store: &Store<K>, stack: &Stack) -> Vec<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let namespace = stack.namespace();
+    let name = stack.name_any();
+    let mut objects: Vec<K> = store
+        .state_filter(|o| o.namespace() == namespace && o.labels().get(LABEL_STACK) == Some(&name))
+        .into_iter()
+        .map(|o| o.as_ref().clone())
+        .collect();
+    objects.sort_by_key(|o| o.name_any());
+    objects
 }
 
 fn holds<K>(store: &Store<K>, namespace: &str, desired: &K) -> bool

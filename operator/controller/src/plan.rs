@@ -5,16 +5,21 @@
 use std::collections::BTreeMap;
 
 use berth_api::constants::{
+    COMPONENT_APP, COMPONENT_CHECK, COMPONENT_DATABASE, COMPONENT_MIGRATE, COMPONENT_REDIS,
     CONDITION_APP_READY, CONDITION_DATABASE_READY, CONDITION_MIGRATED, CONDITION_READY,
-    CONDITION_RECONCILING, CONDITION_REDIS_READY, CONDITION_STALLED, ENDPOINT_APP, LABEL_COMPONENT,
+    CONDITION_RECONCILING, CONDITION_REDIS_READY, CONDITION_STALLED, ENDPOINT_APP, LABEL_CHECK_FOR,
+    LABEL_COMPONENT,
 };
 use berth_api::{
     ComponentPhase, ComponentStatus, ComponentStatuses, Endpoint, Stack, StackPhase, StackStatus,
 };
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ContainerPort, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::mapping::{Desired, LABEL_TEMPLATE_HASH};
+use crate::check::{self, Verdict};
+use crate::mapping::{Desired, LABEL_TEMPLATE_HASH, Names};
+use crate::problem::{self, Kind, Problem};
+use crate::safety;
 
 /// Records on each owned Pod the hash of the spec it was made from: Pod specs cannot be updated in place, so a
 /// different hash means the Pod is replaced.
@@ -53,8 +58,12 @@ impl Object {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Apply(Object),
-    /// Deletes a Pod (the only kind the controller replaces).
+    /// Deletes a Pod (replaced, unwanted, or a finished check).
     DeletePod(String),
+    /// Deletes the Service of a component the spec no longer has.
+    DeleteService(String),
+    /// Deletes a data claim; only with the Stack's explicit opt-in to data loss.
+    DeleteClaim(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +88,10 @@ pub struct Plan {
 pub struct Observed {
     /// The Stack's Pods (those labelled with its name), any component.
     pub pods: Vec<Pod>,
+    /// The Stack's Services.
+    pub services: Vec<Service>,
+    /// The Stack's PersistentVolumeClaims.
+    pub claims: Vec<PersistentVolumeClaim>,
     /// Problems found while observing that no retry can fix (a Secret the spec names does not exist…).
     pub blocking: Option<(String, String)>,
 }
@@ -107,46 +120,6 @@ fn name(pod: &Pod) -> &str {
 
 fn deleting(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
-}
-
-/// A problem a Pod reports that retrying will not fix, as (reason, message).
-fn pod_blocker(pod: &Pod) -> Option<(String, String)> {
-    let status = pod.status.as_ref()?;
-    let all = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten());
-    for container in all {
-        let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
-            continue;
-        };
-        let reason = waiting.reason.as_deref().unwrap_or_default();
-        let message = waiting.message.clone().unwrap_or_default();
-        match reason {
-            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
-                return Some((
-                    "ImagePullFailed".into(),
-                    format!(
-                        "Pod {} cannot pull image {:?} ({reason}: {message}); fix the image reference in the Stack",
-                        name(pod),
-                        container.image
-                    ),
-                ));
-            }
-            "CreateContainerConfigError" => {
-                return Some((
-                    "ConfigError".into(),
-                    format!(
-                        "Pod {} cannot start: {message}; create what it refers to or fix the Stack",
-                        name(pod)
-                    ),
-                ));
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// The spec hash a desired Pod is annotated with.
@@ -183,51 +156,174 @@ fn same_spec(existing: &Pod, desired: &Pod) -> bool {
     want.is_some() && want == have
 }
 
-fn uses_host_ports(pod: &Pod) -> bool {
+/// The hostPorts a Pod publishes.
+fn host_ports(pod: &Pod) -> Vec<ContainerPort> {
     pod.spec
         .iter()
         .flat_map(|s| &s.containers)
         .flat_map(|c| c.ports.iter().flatten())
-        .any(|p| p.host_port.is_some_and(|h| h > 0))
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .cloned()
+        .collect()
 }
 
-/// One single-Pod component (database or Redis): keep it, create it, or replace it when its spec changed.
+/// What makes two hostPorts clash on one node.
+fn port_key(port: &ContainerPort) -> (i32, &str) {
+    (
+        port.host_port.unwrap_or_default(),
+        port.protocol.as_deref().unwrap_or("TCP"),
+    )
+}
+
+fn node(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref()?.node_name.clone()
+}
+
+fn image_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+fn is_check(pod: &Pod) -> bool {
+    label(pod, LABEL_COMPONENT) == Some(COMPONENT_CHECK)
+}
+
+/// The Stalled (reason, message) of a replacement its check Pod refused: `field` is what the user edits.
+fn refused_replacement(
+    problem: &Problem,
+    image: &str,
+    what: &str,
+    field: &str,
+) -> (String, String) {
+    let message = match &problem.kind {
+        Kind::Pull { reason } => format!(
+            "{field} {image:?} cannot be pulled ({reason}: {}); the running {what} Pod is kept until {field} \
+             names an image that can be pulled",
+            problem.detail
+        ),
+        Kind::Config => format!(
+            "the new {what} Pod could not start: {}; the running one is kept: create what it refers to or fix \
+             the Stack",
+            problem.detail
+        ),
+        Kind::Port => format!(
+            "a hostPort in spec.app.ports is taken: {}; the running {what} Pods are kept: choose a free \
+             hostPort or stop what holds it",
+            problem.detail
+        ),
+    };
+    (problem.reason().to_owned(), message)
+}
+
+/// What one plan collects as it goes.
+struct Work<'a> {
+    observed: &'a Observed,
+    steps: Vec<Step>,
+    notes: Vec<Note>,
+    /// What check Pods found that stops a replacement, as (reason, message).
+    blockers: Vec<(String, String)>,
+    /// The check Pods still needed; the others go.
+    checks: Vec<String>,
+}
+
+impl Work<'_> {
+    fn delete(&mut self, pod: &str) {
+        let step = Step::DeletePod(pod.to_owned());
+        if !self.steps.contains(&step) {
+            self.steps.push(step);
+        }
+    }
+
+    /// Creates or reads the check Pod `probe` of replacing `what`'s running Pods. A check that passed is no
+    /// longer needed: the caller deletes the old Pods, then the check Pod goes with the others not needed.
+    fn check(&mut self, probe: Pod, what: &str, field: &str) -> Verdict {
+        let probe_name = name(&probe).to_owned();
+        let image = image_of(&probe);
+        let verdict = match self.observed.pods.iter().find(|p| name(p) == probe_name) {
+            None => {
+                self.notes.push(Note {
+                    warning: false,
+                    reason: "Checking",
+                    message: format!(
+                        "Checking the new {what} image {image:?} before the running Pod is replaced"
+                    ),
+                    pod: Some(probe_name.clone()),
+                });
+                self.steps.push(Step::Apply(Object::Pod(Box::new(probe))));
+                Verdict::Pending
+            }
+            Some(pod) if deleting(pod) => Verdict::Pending,
+            Some(pod) => check::verdict(pod),
+        };
+        match &verdict {
+            Verdict::Passed => {}
+            Verdict::Failed(problem) => {
+                self.blockers
+                    .push(refused_replacement(problem, &image, what, field));
+                self.checks.push(probe_name);
+            }
+            Verdict::Pending => self.checks.push(probe_name),
+        }
+        verdict
+    }
+}
+
+/// One single-Pod component (database or Redis): keep it, create it, or replace it when its spec changed,
+/// once a check Pod showed that what the new spec needs is there. `field` is the image field of the spec.
 fn single(
+    work: &mut Work,
     desired: Option<&Pod>,
     existing: Option<&Pod>,
-    steps: &mut Vec<Step>,
-    notes: &mut Vec<Note>,
     what: &str,
+    component: &str,
+    field: &str,
 ) -> Option<ComponentStatus> {
     let desired = desired?;
+    let progressing = |ready: bool, message: String| ComponentStatus {
+        phase: ComponentPhase::Progressing,
+        ready: i32::from(ready),
+        desired: 1,
+        message: Some(message),
+    };
     let status = match existing {
-        Some(pod) if deleting(pod) => ComponentStatus {
-            phase: ComponentPhase::Progressing,
-            ready: 0,
-            desired: 1,
-            message: Some(format!("{what} Pod is being replaced")),
-        },
+        Some(pod) if deleting(pod) => progressing(false, format!("{what} Pod is being replaced")),
         Some(pod) if !same_spec(pod, desired) => {
-            steps.push(Step::DeletePod(name(pod).to_owned()));
-            notes.push(Note {
-                warning: false,
-                reason: "Replacing",
-                message: format!(
-                    "{what} Pod {} is replaced to apply the new spec; its volume is kept",
-                    name(pod)
+            let verdict = if check::needed(pod, desired, &[]) {
+                let probe = check::pod(desired, component, name(desired), &[], node(pod));
+                work.check(probe, what, field)
+            } else {
+                Verdict::Passed
+            };
+            match verdict {
+                Verdict::Passed => {
+                    work.delete(name(pod));
+                    work.notes.push(Note {
+                        warning: false,
+                        reason: "Replacing",
+                        message: format!(
+                            "{what} Pod {} is replaced to apply the new spec; its volume is kept",
+                            name(pod)
+                        ),
+                        pod: Some(name(pod).to_owned()),
+                    });
+                    progressing(false, format!("{what} Pod is being replaced"))
+                }
+                Verdict::Pending => progressing(
+                    pod_ready(pod),
+                    format!("checking the new {what} image before the running Pod is replaced"),
                 ),
-                pod: Some(name(pod).to_owned()),
-            });
-            ComponentStatus {
-                phase: ComponentPhase::Progressing,
-                ready: 0,
-                desired: 1,
-                message: Some(format!("{what} Pod is being replaced")),
+                Verdict::Failed(_) => progressing(
+                    pod_ready(pod),
+                    format!("the new {what} spec cannot run; the running Pod is kept"),
+                ),
             }
         }
         Some(pod) => {
             if pod_phase(pod) == "Failed" {
-                steps.push(Step::DeletePod(name(pod).to_owned()));
+                work.delete(name(pod));
             }
             let ready = pod_ready(pod);
             ComponentStatus {
@@ -242,8 +338,9 @@ fn single(
             }
         }
         None => {
-            steps.push(Step::Apply(Object::Pod(Box::new(desired.clone()))));
-            notes.push(Note {
+            work.steps
+                .push(Step::Apply(Object::Pod(Box::new(desired.clone()))));
+            work.notes.push(Note {
                 warning: false,
                 reason: "Created",
                 message: format!("Created {what} Pod {}", name(desired)),
@@ -260,10 +357,126 @@ fn single(
     Some(status)
 }
 
+/// The claims to apply; the database's carries the identity its data was initialised with.
+fn claims(
+    stack: &Stack,
+    desired: &Desired,
+    observed: &Observed,
+    names: Option<&Names>,
+) -> Vec<Step> {
+    let database = observed
+        .pods
+        .iter()
+        .find(|p| label(p, LABEL_COMPONENT) == Some(COMPONENT_DATABASE) && !deleting(p));
+    let initialised = match (database, &desired.database) {
+        (Some(pod), Some(wanted)) => pod_ready(pod) && same_spec(pod, &annotated(wanted.clone())),
+        _ => false,
+    };
+    desired
+        .claims
+        .iter()
+        .cloned()
+        .map(|mut claim| {
+            let is_database =
+                names.is_some_and(|n| claim.metadata.name.as_ref() == Some(&n.database_claim));
+            if is_database {
+                let existing = observed
+                    .claims
+                    .iter()
+                    .find(|c| c.metadata.name == claim.metadata.name);
+                let identity = safety::identity(existing, stack, initialised);
+                if !identity.is_empty() {
+                    claim
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(BTreeMap::new)
+                        .extend(identity);
+                }
+            }
+            Step::Apply(Object::Claim(Box::new(claim)))
+        })
+        .collect()
+}
+
+/// Removes what belongs to components the spec no longer has: their Pod and Service, and their claim when
+/// the Stack allows data loss (otherwise a claim there refuses the edit before this runs).
+fn prune(stack: &Stack, desired: &Desired, observed: &Observed, names: &Names, work: &mut Work) {
+    let redis_claim_unwanted = stack
+        .spec
+        .redis
+        .as_ref()
+        .is_none_or(|r| !r.persistence.enabled);
+    let gone = [
+        (
+            desired.database.is_none(),
+            COMPONENT_DATABASE,
+            &names.database,
+            &names.database_claim,
+            true,
+        ),
+        (
+            desired.redis.is_none(),
+            COMPONENT_REDIS,
+            &names.redis,
+            &names.redis_claim,
+            redis_claim_unwanted,
+        ),
+    ];
+    for (removed, component, service, claim, claim_unwanted) in gone {
+        if removed {
+            let pods: Vec<String> = observed
+                .pods
+                .iter()
+                .filter(|p| label(p, LABEL_COMPONENT) == Some(component) && !deleting(p))
+                .map(|p| name(p).to_owned())
+                .collect();
+            for pod in pods {
+                work.delete(&pod);
+                work.notes.push(Note {
+                    warning: false,
+                    reason: "Pruned",
+                    message: format!("Deleted {component} Pod {pod}: the Stack no longer has it"),
+                    pod: Some(pod.clone()),
+                });
+            }
+            if observed
+                .services
+                .iter()
+                .any(|s| s.metadata.name.as_ref() == Some(service))
+            {
+                work.steps.push(Step::DeleteService(service.clone()));
+            }
+        }
+        let claim_there = observed.claims.iter().any(|c| {
+            c.metadata.name.as_ref() == Some(claim) && c.metadata.deletion_timestamp.is_none()
+        });
+        if claim_unwanted && claim_there && safety::allowed(stack) {
+            work.steps.push(Step::DeleteClaim(claim.clone()));
+            work.notes.push(Note {
+                warning: true,
+                reason: "DataDeleted",
+                message: format!(
+                    "Deleting PersistentVolumeClaim {claim}: the Stack no longer keeps {component} data and allows data loss"
+                ),
+                pod: None,
+            });
+        }
+    }
+}
+
 /// Decides what to do. `now` stamps conditions that change.
 pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -> Plan {
-    let mut steps = Vec::new();
-    let mut notes = Vec::new();
+    let names = Names::of(stack).ok();
+    let refusal = names
+        .as_ref()
+        .and_then(|n| safety::refusal(stack, n, &observed.claims));
+    let mut work = Work {
+        observed,
+        steps: Vec::new(),
+        notes: Vec::new(),
+        blockers: Vec::new(),
+        checks: Vec::new(),
+    };
     let component = |c: &str| -> Vec<&Pod> {
         observed
             .pods
@@ -273,42 +486,39 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
     };
 
     if let Some(secret) = &desired.secret {
-        steps.push(Step::Apply(Object::Secret(Box::new(secret.clone()))));
+        work.steps
+            .push(Step::Apply(Object::Secret(Box::new(secret.clone()))));
     }
-    steps.extend(
-        desired
-            .claims
-            .iter()
-            .cloned()
-            .map(|c| Step::Apply(Object::Claim(Box::new(c)))),
-    );
-    steps.extend(
+    work.steps
+        .extend(claims(stack, desired, observed, names.as_ref()));
+    work.steps.extend(
         desired
             .services
             .iter()
             .cloned()
             .map(|s| Step::Apply(Object::Service(Box::new(s)))),
     );
+    if let Some(names) = &names {
+        prune(stack, desired, observed, names, &mut work);
+    }
 
     let database_pod = desired.database.clone().map(annotated);
     let redis_pod = desired.redis.clone().map(annotated);
     let database = single(
+        &mut work,
         database_pod.as_ref(),
-        component(berth_api::constants::COMPONENT_DATABASE)
-            .first()
-            .copied(),
-        &mut steps,
-        &mut notes,
+        component(COMPONENT_DATABASE).first().copied(),
         "database",
+        COMPONENT_DATABASE,
+        "spec.database.image",
     );
     let redis = single(
+        &mut work,
         redis_pod.as_ref(),
-        component(berth_api::constants::COMPONENT_REDIS)
-            .first()
-            .copied(),
-        &mut steps,
-        &mut notes,
+        component(COMPONENT_REDIS).first().copied(),
         "redis",
+        COMPONENT_REDIS,
+        "spec.redis.image",
     );
     let infra_ready = [&database, &redis]
         .iter()
@@ -320,7 +530,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
     let migrated = match &desired.migrate {
         None => true,
         Some(pod) => {
-            let existing = component(berth_api::constants::COMPONENT_MIGRATE)
+            let existing = component(COMPONENT_MIGRATE)
                 .into_iter()
                 .find(|p| name(p) == name(pod));
             let (phase, message, done) = match existing.map(pod_phase) {
@@ -340,8 +550,9 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
                     false,
                 ),
                 None if infra_ready => {
-                    steps.push(Step::Apply(Object::Pod(Box::new(pod.clone()))));
-                    notes.push(Note {
+                    work.steps
+                        .push(Step::Apply(Object::Pod(Box::new(pod.clone()))));
+                    work.notes.push(Note {
                         warning: false,
                         reason: "Migrating",
                         message: format!("Created migration Pod {}", name(pod)),
@@ -370,7 +581,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
     };
 
     // The app, rolled by template hash.
-    let apps = component(berth_api::constants::COMPONENT_APP);
+    let apps = component(COMPONENT_APP);
     let (current, old): (Vec<&Pod>, Vec<&Pod>) = apps
         .iter()
         .partition(|p| label(p, LABEL_TEMPLATE_HASH) == Some(desired.app_hash.as_str()));
@@ -380,7 +591,16 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
         .iter()
         .filter(|p| wanted.iter().any(|w| w == name(p)) && pod_ready(p))
         .count() as i32;
-    let recreate = desired.app.first().is_some_and(uses_host_ports);
+    // HostPorts the new Pods share with the old ones cannot be held twice on a node: the old Pods go first,
+    // after a check. New hostPorts are left to the new Pods, which prove them while the old ones serve.
+    let new_ports = desired.app.first().map(host_ports).unwrap_or_default();
+    let old_ports: Vec<ContainerPort> = old.iter().flat_map(|p| host_ports(p)).collect();
+    let held = |port: &ContainerPort| old_ports.iter().any(|o| port_key(o) == port_key(port));
+    let recreate = new_ports.iter().any(held);
+    // A check Pod may hold hostPorts the new Pods want.
+    let app_check_holds_ports = observed.pods.iter().any(|p| {
+        is_check(p) && label(p, LABEL_CHECK_FOR) == Some(COMPONENT_APP) && !host_ports(p).is_empty()
+    });
     let may_start = infra_ready && migrated;
     let mut rolling = false;
     if may_start {
@@ -388,29 +608,43 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
         for pod in &current {
             let unwanted = !wanted.iter().any(|w| w == name(pod)) || pod_phase(pod) == "Failed";
             if unwanted && !deleting(pod) {
-                steps.push(Step::DeletePod(name(pod).to_owned()));
+                work.delete(name(pod));
             }
         }
         let live_old: Vec<&&Pod> = old.iter().filter(|p| !deleting(p)).collect();
         if !old.is_empty() {
             rolling = true;
-            notes.push(Note {
+            work.notes.push(Note {
                 warning: false,
                 reason: "RollingOut",
                 message: format!("Rolling out app template {}", desired.app_hash),
                 pod: None,
             });
         }
-        if recreate && !old.is_empty() {
-            // Host ports cannot be held by two Pods on one node: the old Pods go first.
-            for pod in live_old {
-                steps.push(Step::DeletePod(name(pod).to_owned()));
+        if recreate {
+            if let (Some(first_old), Some(new), Some(names)) =
+                (live_old.first(), desired.app.first(), &names)
+            {
+                let new_only: Vec<ContainerPort> =
+                    new_ports.iter().filter(|p| !held(p)).cloned().collect();
+                let verdict = if check::needed(first_old, new, &new_only) {
+                    let probe = check::pod(new, COMPONENT_APP, &names.app, &new_only, None);
+                    work.check(probe, "app", "spec.app.image")
+                } else {
+                    Verdict::Passed
+                };
+                if verdict == Verdict::Passed {
+                    for pod in &live_old {
+                        work.delete(name(pod));
+                    }
+                }
             }
-        } else {
+        } else if !app_check_holds_ports {
             for pod in &desired.app {
                 if !current.iter().any(|c| name(c) == name(pod)) {
-                    steps.push(Step::Apply(Object::Pod(Box::new(pod.clone()))));
-                    notes.push(Note {
+                    work.steps
+                        .push(Step::Apply(Object::Pod(Box::new(pod.clone()))));
+                    work.notes.push(Note {
                         warning: false,
                         reason: "Created",
                         message: format!("Created app Pod {}", name(pod)),
@@ -421,23 +655,33 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
             // A new Pod Ready before an old one goes.
             if current_ready >= replicas {
                 for pod in live_old {
-                    steps.push(Step::DeletePod(name(pod).to_owned()));
+                    work.delete(name(pod));
                 }
             }
         }
         // Migrations of earlier templates are done with once the app moved on.
         if !rolling {
-            for pod in component(berth_api::constants::COMPONENT_MIGRATE) {
+            for pod in component(COMPONENT_MIGRATE) {
                 if desired
                     .migrate
                     .as_ref()
                     .is_none_or(|m| name(m) != name(pod))
                     && !deleting(pod)
                 {
-                    steps.push(Step::DeletePod(name(pod).to_owned()));
+                    work.delete(name(pod));
                 }
             }
         }
+    }
+    // Check Pods nobody needs any more go (after the old Pods a passed check lets go).
+    let finished: Vec<String> = observed
+        .pods
+        .iter()
+        .filter(|p| is_check(p) && !deleting(p) && !work.checks.iter().any(|c| c == name(p)))
+        .map(|p| name(p).to_owned())
+        .collect();
+    for pod in finished {
+        work.delete(&pod);
     }
     let app_ready = current_ready >= replicas && old.is_empty();
     let app = ComponentStatus {
@@ -462,17 +706,32 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
     };
 
     // Stalled: errors that retrying cannot fix.
-    let blocker = observed
-        .blocking
+    let blocker = refusal
         .clone()
+        .map(|message| (safety::REASON.to_owned(), message))
+        .or_else(|| observed.blocking.clone())
         .or_else(|| migration_failed.map(|m| ("MigrationFailed".to_owned(), m)))
+        .or_else(|| work.blockers.first().cloned())
         .or_else(|| {
             observed
                 .pods
                 .iter()
-                .filter(|p| !deleting(p))
-                .find_map(pod_blocker)
+                .filter(|p| !deleting(p) && !is_check(p))
+                .find_map(|p| {
+                    problem::of(p)
+                        .map(|problem| (problem.reason().to_owned(), problem.message(name(p))))
+                })
         });
+    let Work {
+        mut steps,
+        mut notes,
+        ..
+    } = work;
+    // An edit that would lose data is not applied at all: nothing is written or announced but the refusal.
+    if refusal.is_some() {
+        steps.clear();
+        notes.clear();
+    }
     let ready = app_ready && infra_ready && migrated && blocker.is_none();
     let previous = stack.status.clone().unwrap_or_default();
     let generation = stack.metadata.generation;
@@ -608,10 +867,10 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
         }),
         endpoints,
     };
-    // A spec that cannot work (a Secret it names is missing…) must not tear down what runs: while such an error
-    // stands, nothing is replaced or removed, only created.
+    // A spec that cannot work (a Secret it names is missing…) must not tear down what runs: while such an
+    // error stands, nothing is replaced or removed, only created.
     if observed.blocking.is_some() {
-        steps.retain(|step| !matches!(step, Step::DeletePod(_)));
+        steps.retain(|step| matches!(step, Step::Apply(_)));
     }
     Plan {
         steps,

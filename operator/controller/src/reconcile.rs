@@ -11,7 +11,7 @@ use berth_api::constants::{
     API_VERSION, CONDITION_RECONCILING, CONDITION_STALLED, FIELD_MANAGER, FINALIZER, KIND,
 };
 use berth_api::{DeletionPolicy, Stack, StackStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -155,6 +155,8 @@ async fn apply(stack: &Stack, ctx: &Context, namespace: &str) -> Result<Action, 
                     desired,
                     Observed {
                         pods: ctx.stores.pods_of(stack),
+                        services: ctx.stores.services_of(stack),
+                        claims: ctx.stores.claims_of(stack),
                         blocking,
                     },
                 ),
@@ -186,8 +188,8 @@ fn invalid(err: MappingError) -> (Desired, Observed) {
         app_hash: String::new(),
     };
     let observed = Observed {
-        pods: Vec::new(),
         blocking: Some(("InvalidStack".into(), err.to_string())),
+        ..Observed::default()
     };
     (desired, observed)
 }
@@ -236,23 +238,45 @@ async fn execute(
                 })?;
                 info!(kind = object.kind(), name = object.name(), "applied");
             }
-            Step::DeletePod(name) => {
-                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-                match pods.delete(name, &DeleteParams::default()).await {
-                    Ok(_) => info!(kind = "Pod", name = %name, "deleted"),
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(source) => {
-                        return Err(Error::Delete {
-                            kind: "Pod",
-                            name: name.clone(),
-                            source,
-                        });
-                    }
-                }
+            Step::DeletePod(name) => delete::<Pod>(ctx, namespace, "Pod", name).await?,
+            Step::DeleteService(name) => {
+                delete::<Service>(ctx, namespace, "Service", name).await?;
+            }
+            Step::DeleteClaim(name) => {
+                delete::<PersistentVolumeClaim>(ctx, namespace, "PersistentVolumeClaim", name)
+                    .await?;
             }
         }
     }
     debug!(stack = %key(stack), steps = steps.len(), "plan executed");
+    Ok(())
+}
+
+/// Deletes one object; one already gone is fine.
+async fn delete<K>(
+    ctx: &Context,
+    namespace: &str,
+    kind: &'static str,
+    name: &str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => info!(kind, name, "deleted"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(source) => {
+            return Err(Error::Delete {
+                kind,
+                name: name.to_owned(),
+                source,
+            });
+        }
+    }
     Ok(())
 }
 

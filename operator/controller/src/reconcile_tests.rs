@@ -136,11 +136,20 @@ fn at_rest(stack: &Stack, password: &str) -> (Seen, StackStatus) {
             .collect();
         if created.is_empty() {
             let secret = d.secret.clone().map(crate::drift::stored_secret);
+            // The claims as last applied: the database's records the identity its data was made with.
+            let claims = p
+                .steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Apply(Object::Claim(claim)) => Some(claim.as_ref().clone()),
+                    _ => None,
+                })
+                .collect();
             let seen = Seen {
                 pods: observed.pods,
                 services: d.services.clone(),
                 secrets: secret.into_iter().collect(),
-                claims: d.claims.clone(),
+                claims,
             };
             return (seen, p.status);
         }
@@ -463,4 +472,163 @@ async fn a_cleanup_from_a_stale_cache_of_a_stack_already_gone_is_not_an_error() 
         .unwrap();
     assert_eq!(action, Action::await_change());
     api.verify().await;
+}
+
+/// The Stack at rest, then edited by `edit` (a new generation).
+fn edited(edit: impl FnOnce(&mut Stack)) -> (Seen, Stack) {
+    let (seen, status) = at_rest(&sample(), "kept-password");
+    let mut stack = finalized(sample());
+    stack.status = Some(status);
+    edit(&mut stack);
+    stack.metadata.generation = Some(2);
+    (seen, stack)
+}
+
+fn check_pod_name(stack: &Stack) -> String {
+    let d = desired(stack, "kept-password").unwrap();
+    crate::check::pod(
+        d.database.as_ref().unwrap(),
+        "database",
+        "demo-db",
+        &[],
+        None,
+    )
+    .metadata
+    .name
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_database_image_is_checked_by_a_pod_before_the_database_is_touched() {
+    let (seen, stack) = edited(|s| s.spec.database.as_mut().unwrap().image = "postgres:16".into());
+    let check = check_pod_name(&stack);
+    let (client, api) = FakeApi::new(vec![
+        Call::patch(apply_path(PODS, &check)),
+        Call::patch(format!("{STACK}/status")).returns(serde_json::to_value(sample()).unwrap()),
+        Call::post(EVENTS),
+    ]);
+    let action = reconcile(Arc::new(stack), context(client, seen))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(PROGRESS_REQUEUE));
+    let sent = api.verify().await;
+    assert!(is_apply(&sent[0]));
+    let spec = &sent[0].body["spec"];
+    assert_eq!(spec["containers"][0]["image"], "postgres:16");
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(
+        sent[0].body["metadata"]["labels"]["berth.dev/check-for"],
+        "database"
+    );
+    assert_eq!(
+        sent[0].body["metadata"]["ownerReferences"][0]["uid"],
+        "uid-1"
+    );
+    assert_eq!(sent[2].body["reason"], "Checking");
+}
+
+#[tokio::test]
+async fn a_database_image_the_check_cannot_pull_stalls_and_deletes_nothing() {
+    let (mut seen, stack) =
+        edited(|s| s.spec.database.as_mut().unwrap().image = "postgres:nope".into());
+    let d = desired(&stack, "kept-password").unwrap();
+    let mut check = crate::check::pod(
+        d.database.as_ref().unwrap(),
+        "database",
+        "demo-db",
+        &[],
+        None,
+    );
+    check.status = Some(PodStatus {
+        phase: Some("Pending".into()),
+        container_statuses: Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+            name: "check".into(),
+            image: "postgres:nope".into(),
+            state: Some(k8s_openapi::api::core::v1::ContainerState {
+                waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                    reason: Some("ImagePullBackOff".into()),
+                    message: Some("Back-off pulling image \"postgres:nope\"".into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ..PodStatus::default()
+    });
+    seen.pods.push(check);
+    let (client, api) = FakeApi::new(vec![
+        Call::patch(format!("{STACK}/status")).returns(serde_json::to_value(sample()).unwrap()),
+        Call::post(EVENTS),
+    ]);
+    let action = reconcile(Arc::new(stack), context(client, seen))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(STALLED_REQUEUE));
+    let sent = api.verify().await;
+    let stalled = condition(&sent[0].body, CONDITION_STALLED);
+    assert_eq!(stalled["status"], "True");
+    assert_eq!(stalled["reason"], "ImagePullFailed");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.database.image \"postgres:nope\" cannot be pulled"),
+        "{stalled}"
+    );
+    assert_eq!(sent[1].body["type"], "Warning");
+    assert_eq!(sent[1].body["reason"], "Stalled");
+}
+
+#[tokio::test]
+async fn removing_the_database_while_its_claim_holds_data_is_refused() {
+    let (seen, stack) = edited(|s| s.spec.database = None);
+    let (client, api) = FakeApi::new(vec![
+        Call::patch(format!("{STACK}/status")).returns(serde_json::to_value(sample()).unwrap()),
+        Call::post(EVENTS),
+    ]);
+    reconcile(Arc::new(stack), context(client, seen))
+        .await
+        .unwrap();
+    let sent = api.verify().await;
+    let stalled = condition(&sent[0].body, CONDITION_STALLED);
+    assert_eq!(stalled["reason"], "DataLossRefused");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo-db-data"),
+        "{stalled}"
+    );
+    assert_eq!(sent[1].body["type"], "Warning");
+}
+
+#[tokio::test]
+async fn a_removed_redis_loses_its_pod_and_service() {
+    // Without host ports the app rolls by surge, so the only deletions are Redis's.
+    let mut plain = sample();
+    plain.spec.app.ports[0].host_port = None;
+    let (seen, status) = at_rest(&plain, "kept-password");
+    let mut stack = finalized(plain);
+    stack.status = Some(status);
+    stack.spec.redis = None;
+    stack.metadata.generation = Some(2);
+    let new_app = desired(&stack, "kept-password").unwrap().app[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    let (client, api) = FakeApi::new(vec![
+        Call::delete(apply_path(PODS, "demo-redis")),
+        Call::delete(apply_path(SERVICES, "demo-redis")),
+        Call::patch(apply_path(PODS, &new_app)),
+        Call::patch(format!("{STACK}/status")).returns(serde_json::to_value(sample()).unwrap()),
+        Call::post(EVENTS),
+        Call::post(EVENTS),
+        Call::post(EVENTS),
+    ]);
+    reconcile(Arc::new(stack), context(client, seen))
+        .await
+        .unwrap();
+    let sent = api.verify().await;
+    assert_eq!(sent[4].body["reason"], "Pruned");
 }
