@@ -54,10 +54,10 @@ use crate::volume::StackVolume;
 pub struct StackSpec {
     /// The web application.
     pub app: AppSpec,
-    /// A PostgreSQL server for the app; the app gets `DATABASE_URL`.
+    /// PostgreSQL for the app (it gets `DATABASE_URL`). Removal with data needs annotation berth.dev/allow-data-loss=true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseSpec>,
-    /// A Redis server for the app; the app gets `REDIS_URL`.
+    /// Redis for the app (it gets `REDIS_URL`). Removal with data needs annotation berth.dev/allow-data-loss=true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisSpec>,
     /// What happens to data volumes and the generated database Secret when the Stack is deleted.
@@ -149,14 +149,14 @@ pub struct DatabaseSpec {
     /// PostgreSQL image reference (the official image's environment variables are used).
     #[schemars(length(min = 1))]
     pub image: String,
-    /// Name of the database created for the app.
+    /// Name of the database created for the app; fixed once the data directory is initialised.
     #[serde(default = "default_database_identifier")]
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
     )]
     pub database_name: String,
-    /// Role the app connects as.
+    /// Role the app connects as; fixed once the data directory is initialised.
     #[serde(default = "default_database_identifier")]
     #[schemars(
         length(min = 1, max = 63),
@@ -199,7 +199,7 @@ fn default_password_key() -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Requested size, a quantity such as `1Gi`.
+    /// Requested size, a quantity such as `1Gi`; it can grow, never shrink.
     #[serde(default = "default_storage_size")]
     // kube marks optional int-or-string fields nullable; a null size would not deserialize.
     #[schemars(extend("nullable" = false))]
@@ -241,10 +241,10 @@ pub struct RedisSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisPersistence {
-    /// Keep the data on a PersistentVolumeClaim.
+    /// Keep the data on a PersistentVolumeClaim; turning it off needs annotation berth.dev/allow-data-loss=true.
     #[serde(default)]
     pub enabled: bool,
-    /// Requested size of the claim, a quantity such as `1Gi`.
+    /// Requested size of the claim, a quantity such as `1Gi`; it can grow, never shrink.
     #[serde(default = "default_storage_size")]
     // kube marks optional int-or-string fields nullable; a null size would not deserialize.
     #[schemars(extend("nullable" = false))]
