@@ -5,16 +5,15 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use berth_agent::image::{
     Credentials, Digest, ImageError, ImageStore, PullEvent, PullPolicy, architecture, no_progress,
 };
+use berth_testsupport::registry::{Registry, UmociImage, run, stage_busybox, tools_installed};
 use serde_json::json;
 use tar::EntryType;
 use tempfile::TempDir;
@@ -824,175 +823,36 @@ fn an_archive_that_is_not_an_image_is_rejected_with_a_clear_error() {
 // ---------------------------------------------------------------------------------------------------------
 // A real registry.
 
-const TOOLS: [&str; 4] = ["docker-registry", "skopeo", "umoci", "busybox"];
-
-fn have_tools() -> bool {
-    let present = || {
-        TOOLS.iter().all(|tool| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        }) && Path::new("/bin/busybox").exists()
-    };
-    if present() {
-        return true;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-deps.sh");
-    let installed = Command::new("bash")
-        .arg(&script)
-        .status()
-        .is_ok_and(|s| s.success());
-    installed && present()
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Debian's docker-registry on a loopback port, with htpasswd auth and its own storage; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Registry {
-    fn start(user: &str, password: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        // The lowest bcrypt cost: the registry checks the password on every request.
-        let hash = bcrypt::hash(password, 4).unwrap();
-        fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/storage\n\
-             http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {root}/htpasswd\n",
-            root = dir.path().display()
-        );
-        fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut registry = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        registry.wait_ready();
-        registry
-    }
-
-    /// Polls `/v2/` until the registry answers (401 without credentials), within a deadline.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut answer = String::new();
-                if stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").is_ok()
-                    && stream.read_to_string(&mut answer).is_ok()
-                    && answer.starts_with("HTTP/1.")
-                {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("docker-registry exited early: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on port {} within 30 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// busybox-static in five layers, with a whiteout and an opaque directory made by umoci itself.
 fn build_busybox_layout(work: &Path) -> PathBuf {
     let layout = work.join("layout");
-    let image = format!("{}:latest", layout.display());
-    let stage = work.join("stage");
-    fs::create_dir_all(stage.join("bin")).unwrap();
-    fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ls", "cat", "echo", "test"] {
-        std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
-    }
+    let bin = stage_busybox(&work.join("stage"), &["sh", "ls", "cat", "echo", "test"]);
     fs::write(work.join("motd"), "hello\n").unwrap();
     fs::create_dir_all(work.join("data-old")).unwrap();
     fs::write(work.join("data-old/old"), "old\n").unwrap();
     fs::create_dir_all(work.join("data-new")).unwrap();
     fs::write(work.join("data-new/new"), "new\n").unwrap();
 
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout));
-    run(Command::new("umoci").args(["new", "--image", &image]));
-    run(Command::new("umoci")
-        .args(["insert", "--image", &image])
-        .arg(stage.join("bin"))
-        .arg("/bin"));
-    run(Command::new("umoci")
-        .args(["insert", "--image", &image])
-        .arg(work.join("motd"))
-        .arg("/etc/motd"));
-    run(Command::new("umoci")
-        .args(["insert", "--image", &image])
-        .arg(work.join("data-old"))
-        .arg("/data"));
-    run(Command::new("umoci").args(["insert", "--image", &image, "--whiteout", "/etc/motd"]));
-    run(Command::new("umoci")
-        .args(["insert", "--image", &image, "--opaque"])
-        .arg(work.join("data-new"))
-        .arg("/data"));
-    run(Command::new("umoci").args([
-        "config",
-        "--image",
-        &image,
-        "--config.cmd",
-        "/bin/sh",
-        "--config.env",
-        "GREETING=hi",
-        "--config.workingdir",
-        "/data",
-    ]));
+    UmociImage::create(&layout)
+        .insert(&bin, "/bin")
+        .insert(&work.join("motd"), "/etc/motd")
+        .insert(&work.join("data-old"), "/data")
+        .whiteout("/etc/motd")
+        .insert_opaque(&work.join("data-new"), "/data")
+        .config(&[
+            "--config.cmd",
+            "/bin/sh",
+            "--config.env",
+            "GREETING=hi",
+            "--config.workingdir",
+            "/data",
+        ]);
     layout
 }
 
 #[test]
 fn archives_written_by_skopeo_are_imported() {
-    if !have_tools() {
+    if !tools_installed() {
         eprintln!(
             "skipping: skopeo, umoci and busybox-static are missing and apt could not install them"
         );
@@ -1042,7 +902,7 @@ fn archives_written_by_skopeo_are_imported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_from_a_real_registry_unpacks_and_second_pull_is_served_from_the_store() {
-    if !have_tools() {
+    if !tools_installed() {
         eprintln!(
             "skipping: docker-registry, skopeo, umoci and busybox-static are missing and apt could not install them"
         );
@@ -1050,19 +910,9 @@ async fn pull_from_a_real_registry_unpacks_and_second_pull_is_served_from_the_st
     }
     let work = tempfile::tempdir().unwrap();
     let (_store_dir, store) = store();
-    let mut registry = Registry::start("alice", "s3cret");
-    let image = format!("127.0.0.1:{}/berth/busybox:latest", registry.port);
-
+    let mut registry = Registry::start_with_auth("alice", "s3cret");
     let layout = build_busybox_layout(work.path());
-    run(Command::new("skopeo").args([
-        "copy",
-        "--insecure-policy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "alice:s3cret",
-        &format!("oci:{}:latest", layout.display()),
-        &format!("docker://{image}"),
-    ]));
+    let image = registry.push_layout(&layout, "latest", "berth/busybox:latest");
 
     // Without credentials the registry answers 401: ErrImagePull, not a crash.
     let anonymous = store
@@ -1071,8 +921,7 @@ async fn pull_from_a_real_registry_unpacks_and_second_pull_is_served_from_the_st
         .unwrap_err();
     assert_eq!(anonymous.kube_reason(), "ErrImagePull", "{anonymous}");
 
-    let secret =
-        json!({"auths": {format!("127.0.0.1:{}", registry.port): {"auth": "YWxpY2U6czNjcmV0"}}});
+    let secret = json!({"auths": {registry.host(): {"auth": "YWxpY2U6czNjcmV0"}}});
     let credentials =
         Credentials::from_docker_config(&serde_json::to_vec(&secret).unwrap()).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -1163,17 +1012,7 @@ async fn pull_from_a_real_registry_unpacks_and_second_pull_is_served_from_the_st
 
     // A multi-platform image index resolves to this machine's entry.
     let multi_layout = multi_platform_layout(&work.path().join("multi"));
-    let multi = format!("127.0.0.1:{}/berth/multi:1", registry.port);
-    run(Command::new("skopeo").args([
-        "copy",
-        "--all",
-        "--insecure-policy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "alice:s3cret",
-        &format!("oci:{}:1", multi_layout.display()),
-        &format!("docker://{multi}"),
-    ]));
+    let multi = registry.push_layout(&multi_layout, "1", "berth/multi:1");
     let chosen = store
         .pull(&multi, &credentials, &no_progress)
         .await
@@ -1187,8 +1026,8 @@ async fn pull_from_a_real_registry_unpacks_and_second_pull_is_served_from_the_st
         "the index digest is recorded"
     );
     let by_index = format!(
-        "127.0.0.1:{}/berth/multi@{}",
-        registry.port,
+        "{}/berth/multi@{}",
+        registry.host(),
         chosen.index_digest.as_ref().unwrap()
     );
     assert_eq!(
