@@ -2,14 +2,17 @@
 //! data directory, drives it with the real kubectl and with kube-rs, and kills it when the test ends.
 
 pub mod bench;
+pub mod demo;
 pub mod network;
+pub mod podman;
 pub mod registry;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a server may take to start listening.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -36,8 +39,19 @@ pub fn workspace_bin(profile: &str) -> PathBuf {
     target.join(profile).join("berth")
 }
 
-/// Polls `check` until it returns Some or the deadline passes.
-pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+/// Polls `check` every 50 ms until it returns Some or the deadline passes.
+pub fn wait_for<T>(what: &str, deadline: Duration, check: impl FnMut() -> Option<T>) -> T {
+    wait_every(what, deadline, Duration::from_millis(50), check)
+}
+
+/// Polls `check` every `interval` (for checks that cost a process, like kubectl) until it returns Some; panics
+/// naming `what` after `deadline`.
+pub fn wait_every<T>(
+    what: &str,
+    deadline: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
@@ -47,7 +61,7 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Op
             start.elapsed() < deadline,
             "timed out after {deadline:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(interval);
     }
 }
 
@@ -169,39 +183,12 @@ impl Server {
     }
 
     pub fn kubectl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(kubectl_bin())
-            .env("KUBECONFIG", self.kubeconfig())
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin was piped")
-                .write_all(input.as_bytes())
-                .expect("writing kubectl's stdin");
-        }
-        child.wait_with_output().expect("waiting for kubectl")
+        Kubectl::with_kubeconfig(self.kubeconfig(), None).run(args, stdin)
     }
 
     /// Runs kubectl and returns its stdout, failing the test with kubectl's stderr when it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Kubectl::with_kubeconfig(self.kubeconfig(), None).ok(args)
     }
 
     /// A kube-rs client using the server's admin kubeconfig.
@@ -228,15 +215,169 @@ impl Drop for Server {
         self.kill();
         // What `berth up` leaves on the host: containers, network namespaces, the bridge, its nftables table.
         if self.command.first().is_some_and(|c| c == "up") {
-            let _ = Command::new(&self.bin)
-                .arg("down")
-                .arg("--data-dir")
-                .arg(self.data_dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            berth_down(&self.bin, self.data_dir.path());
         }
     }
+}
+
+/// `berth down --data-dir <dir>`: stops a `berth up` on that data directory and removes every container and
+/// the Pod network it left. Whether it succeeded; for cleanup on drop, where a failure cannot fail the test.
+pub fn berth_down(bin: &Path, data_dir: &Path) -> bool {
+    Command::new(bin)
+        .arg("down")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// One kubectl binary against one server. kubectl caches discovery (and OpenAPI documents) per host:port under
+/// ~/.kube/cache, so a port reused from an earlier server could answer with stale resources: [`Kubectl::new`]
+/// and [`Kubectl::with_bin`] give each server, and each binary, a cache directory in the server's data dir.
+pub struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    cache_dir: Option<PathBuf>,
+    /// Names the binary in failure messages (its version, when a test runs several).
+    label: String,
+}
+
+impl Kubectl {
+    /// The kubectl to test with ([`kubectl_bin`]), with a cache of this server's own.
+    pub fn new(server: &Server) -> Kubectl {
+        let cache = server.data_dir.path().join("kubectl-cache");
+        Kubectl::with_kubeconfig(server.kubeconfig(), Some(cache))
+    }
+
+    /// Another kubectl binary (one of several versions), with a cache of its own named by `label`.
+    pub fn with_bin(server: &Server, bin: PathBuf, label: &str) -> Kubectl {
+        let cache = server
+            .data_dir
+            .path()
+            .join(format!("kubectl-cache-{label}"));
+        Kubectl {
+            bin,
+            label: label.to_owned(),
+            ..Kubectl::with_kubeconfig(server.kubeconfig(), Some(cache))
+        }
+    }
+
+    /// The kubectl to test with, for a kubeconfig that no [`Server`] of the test wrote (`make up`'s); no
+    /// `cache_dir` is the user's default cache (~/.kube/cache).
+    pub fn with_kubeconfig(kubeconfig: PathBuf, cache_dir: Option<PathBuf>) -> Kubectl {
+        Kubectl {
+            bin: kubectl_bin(),
+            kubeconfig,
+            cache_dir,
+            label: String::new(),
+        }
+    }
+
+    /// The command line, to run with other stdio (a watch streaming its output).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command.env("KUBECONFIG", &self.kubeconfig);
+        if let Some(cache) = &self.cache_dir {
+            command.arg(format!("--cache-dir={}", cache.display()));
+        }
+        command.args(args);
+        command
+    }
+
+    /// Runs kubectl to its end, with `stdin` as its input.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin was piped")
+                .write_all(input.as_bytes())
+                .expect("writing kubectl's stdin");
+        }
+        child.wait_with_output().expect("waiting for kubectl")
+    }
+
+    /// Runs kubectl and returns its stdout; fails the test with kubectl's stderr when kubectl fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_stdin(args, None)
+    }
+
+    pub fn ok_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {}{} failed: {}",
+            self.label_prefix(),
+            args.join(" "),
+            output_text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl, expects it to fail, and returns its stderr.
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            !out.status.success(),
+            "kubectl {}{} succeeded but should have failed: {}",
+            self.label_prefix(),
+            args.join(" "),
+            output_text(&out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn label_prefix(&self) -> String {
+        if self.label.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", self.label)
+        }
+    }
+}
+
+/// A command's stdout and stderr, for failure messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the caller to use).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// `<prefix>-<hex>`: a name no other test of this process, or of another running beside it, uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{prefix}-{:x}",
+        (std::process::id() << 8) ^ (nanos >> 8) ^ n
+    )
 }
 
 /// The kubectl to test with: `$KUBECTL`, or the one on the PATH.

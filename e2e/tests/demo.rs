@@ -8,13 +8,12 @@
 //! The harness tears each `berth up` down with `berth down` (containers, namespaces, bridge); a failing test
 //! prints the Stacks, their Pods, claims, volumes, events and the tail of berth's log first.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Output;
+use std::time::Duration;
 
-use berth_e2e::Server;
+use berth_e2e::demo::{Images, visit, wait_healthy};
+use berth_e2e::{Kubectl, Server, free_port, output_text, unique, wait_every};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
@@ -26,113 +25,31 @@ const ROLLOUT: Duration = Duration::from_secs(420);
 const STEP: Duration = Duration::from_secs(240);
 /// Garbage collection of a deleted Stack's objects: the collector refreshes discovery every 30 s.
 const COLLECT: Duration = Duration::from_secs(120);
+/// How often to look again: each look is a kubectl process.
+const POLL: Duration = Duration::from_millis(500);
 
-/// A name part no other test (or earlier run) uses.
-fn unique() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .subsec_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:x}", (std::process::id() << 8) ^ (nanos >> 8) ^ n)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Polls `check` every half second until it returns Some; panics naming `what` after `deadline`.
-fn wait<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// The demo images in a registry of the test's own, started and filled by scripts/images.sh (what
-/// `make images` runs; the image build is cached under .cache/images), stopped on drop.
-struct Images {
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Images {
-    /// None when the images cannot be built here (debootstrap cannot reach Debian): the test says so and ends.
-    fn start() -> Option<Images> {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-demo-registry-")
-            .tempdir()
-            .expect("a registry directory");
-        let images = Images {
-            addr: format!("127.0.0.1:{}", free_port()),
-            dir,
-        };
-        let out = images.script("all");
-        if out.status.code() == Some(3) {
-            eprintln!(
-                "SKIPPED: the demo images cannot be built here (debootstrap cannot reach Debian):\n{}",
-                text(&out)
-            );
-            return None;
-        }
-        assert!(
-            out.status.success(),
-            "scripts/images.sh failed:\n{}",
-            text(&out)
-        );
-        eprintln!("{}", text(&out));
-        Some(images)
-    }
-
-    fn script(&self, command: &str) -> Output {
-        Command::new(Server::repo_root().join("scripts/images.sh"))
-            .arg(command)
-            .env("BERTH_REGISTRY", &self.addr)
-            .env("BERTH_REGISTRY_DIR", self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("running scripts/images.sh")
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        let _ = self.script("stop");
-    }
+fn wait<T>(what: &str, deadline: Duration, check: impl FnMut() -> Option<T>) -> T {
+    wait_every(what, deadline, POLL, check)
 }
 
 /// `berth up` with its own data directory, node and Pod network, the Stack CRD installed, and the demo images in
 /// a registry of its own. Torn down on drop (by the harness), containers and network included.
 struct Demo {
     server: Server,
+    kubectl: Kubectl,
     images: Images,
 }
 
 impl Demo {
     fn start(test: &str) -> Option<Demo> {
         let images = Images::start()?;
-        let node = format!("{test}-{}", unique());
+        let node = unique(test);
         let server = Server::start_up(&["--node-name", &node]);
-        let demo = Demo { server, images };
+        let demo = Demo {
+            kubectl: Kubectl::new(&server),
+            server,
+            images,
+        };
         wait("the node to be Ready", NODE_READY, || {
             let out = demo.kubectl(&[
                 "get",
@@ -154,33 +71,17 @@ impl Demo {
         Some(demo)
     }
 
-    /// kubectl with a discovery cache of this server's own (a reused port must not hit a stale cache).
-    fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let cache = self.server.data_dir.path().join("kubectl-cache");
-        let mut all = vec![format!("--cache-dir={}", cache.display())];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        self.server.kubectl_with_stdin(&all, stdin)
-    }
-
     fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_in(args, None)
+        self.kubectl.run(args, None)
     }
 
     fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.kubectl.ok(args)
     }
 
     fn apply(&self, object: &Value) {
-        let out = self.kubectl_in(&["apply", "-f", "-"], Some(&object.to_string()));
-        assert!(out.status.success(), "kubectl apply failed: {}", text(&out));
+        self.kubectl
+            .ok_stdin(&["apply", "-f", "-"], Some(&object.to_string()));
     }
 
     /// `kubectl get <what> -o json`, or None when it fails (not found).
@@ -273,7 +174,7 @@ impl Demo {
             &["get", "events", "--sort-by=.metadata.creationTimestamp"],
         ] {
             let out = self.kubectl(args);
-            eprintln!("--- kubectl {} ---\n{}", args.join(" "), text(&out));
+            eprintln!("--- kubectl {} ---\n{}", args.join(" "), output_text(&out));
         }
         let log = std::fs::read_to_string(self.server.data_dir.path().join("apiserver.log"))
             .unwrap_or_default();
@@ -362,43 +263,6 @@ fn demo_stack(name: &str, registry: &str, host_port: u16, policy: &str) -> Value
     stack
 }
 
-/// An HTTP GET on the host's loopback: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("running curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n')?;
-    Some((code.parse().ok().filter(|c| *c != 0)?, body.to_owned()))
-}
-
-/// Waits for the app's `/health` to say both PostgreSQL and Redis answer.
-fn wait_healthy(port: u16) {
-    let (_, body) = wait("the app's /health to answer 200", STEP, || {
-        http_get(port, "/health").filter(|(status, _)| *status == 200)
-    });
-    let health: Value = serde_json::from_str(&body).expect("/health answers JSON");
-    assert_eq!(
-        health,
-        json!({"status": "ok", "database": "ok", "redis": "ok"})
-    );
-}
-
-/// Loads the page once: (visit count from Redis, the page).
-fn visit(port: u16) -> (u64, String) {
-    let (status, page) = http_get(port, "/").expect("the app answers /");
-    assert_eq!(status, 200, "{page}");
-    let count = page
-        .split_once("<strong id=\"count\">")
-        .and_then(|(_, rest)| rest.split_once("</strong>"))
-        .and_then(|(count, _)| count.parse().ok())
-        .unwrap_or_else(|| panic!("the page shows a visit count: {page}"));
-    (count, page)
-}
-
 /// The Stack's Events show the database and Redis created before the app, and the app Pod was created only
 /// once the database and Redis Pods were Ready.
 fn assert_started_in_order(demo: &Demo, stack: &str, app: &Value) {
@@ -447,6 +311,7 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
     };
     let port = free_port();
     let manifest = demo_stack("shop", &demo.images.addr, port, "Retain");
+    let base = format!("http://127.0.0.1:{port}");
     demo.apply(&manifest);
 
     // Ready, with its endpoint, in order: the database and Redis Ready before the app starts.
@@ -467,9 +332,9 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
     );
 
     // The app through its hostPort: each load changes the page (Redis counts, PostgreSQL logs).
-    wait_healthy(port);
-    let (first, first_page) = visit(port);
-    let (second, second_page) = visit(port);
+    wait_healthy(&base, STEP);
+    let (first, first_page) = visit(&base);
+    let (second, second_page) = visit(&base);
     assert_eq!(second, first + 1, "Redis counts each visit");
     assert_ne!(first_page, second_page, "each load changes the page");
     let mut visits = second;
@@ -510,8 +375,8 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
         app_name,
         "the app Pod is recreated under its name"
     );
-    wait_healthy(port);
-    let (count, _) = visit(port);
+    wait_healthy(&base, STEP);
+    let (count, _) = visit(&base);
     visits += 1;
     assert_eq!(count, visits);
 
@@ -524,8 +389,8 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
     assert_eq!(uid(&claim_after), uid(&claim_before), "the claim is kept");
     assert_eq!(demo.logged_visits("shop-db"), visits, "the visits survive");
     demo.wait_condition("shop", "Ready", "True", STEP);
-    wait_healthy(port);
-    let (count, page) = visit(port);
+    wait_healthy(&base, STEP);
+    let (count, page) = visit(&base);
     visits += 1;
     assert_eq!(count, visits, "Redis kept counting");
     assert_eq!(demo.logged_visits("shop-db"), visits);
@@ -575,8 +440,8 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
         stopped <= made,
         "the old app Pod was stopped (at {stopped}) before the new one was created ({made})"
     );
-    wait_healthy(port);
-    let (count, _) = visit(port);
+    wait_healthy(&base, STEP);
+    let (count, _) = visit(&base);
     visits += 1;
     assert_eq!(count, visits);
 
@@ -611,8 +476,8 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
     // The same Stack applied again adopts the kept data: the visit log goes on.
     demo.apply(&manifest);
     demo.wait_condition("shop", "Ready", "True", ROLLOUT);
-    wait_healthy(port);
-    visit(port);
+    wait_healthy(&base, STEP);
+    visit(&base);
     visits += 1;
     assert_eq!(
         demo.logged_visits("shop-db"),

@@ -4,13 +4,13 @@
 //! and writing both, run with runc in a network namespace the test creates.
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use berth_e2e::{Server, kubectl_bin, wait_for};
+use berth_e2e::demo::{Images, http_get, visit_count};
+use berth_e2e::{Kubectl, Server, kubectl_bin, unique, wait_for};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -35,15 +35,6 @@ fn run_ok(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
 fn samples() -> PathBuf {
@@ -127,43 +118,18 @@ fn dev_script_mounts_the_checkouts_app_source() {
     assert_eq!(stack["spec"]["app"]["command"][4], "--reload");
 }
 
-/// kubectl against one server with a discovery cache of its own (a reused port must not hit a stale cache).
-fn kubectl(server: &Server, args: &[&str]) -> Output {
-    let cache = server.data_dir.path().join("kubectl-cache");
-    let mut all = vec![format!("--cache-dir={}", cache.display())];
-    all.extend(args.iter().map(|a| a.to_string()));
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    server.kubectl(&all)
-}
-
-fn kubectl_ok(server: &Server, args: &[&str]) -> String {
-    let out = kubectl(server, args);
-    assert!(
-        out.status.success(),
-        "kubectl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn samples_pass_a_server_side_dry_run_against_berth() {
     let server = Server::start();
+    let kubectl = Kubectl::new(&server);
     let crds = Server::repo_root().join("crds");
-    kubectl_ok(
-        &server,
-        &["apply", "--server-side", "-f", &crds.to_string_lossy()],
-    );
-    kubectl_ok(
-        &server,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/stacks.berth.dev",
-            "--timeout=30s",
-        ],
-    );
+    kubectl.ok(&["apply", "--server-side", "-f", &crds.to_string_lossy()]);
+    kubectl.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/stacks.berth.dev",
+        "--timeout=30s",
+    ]);
 
     for (overlay, command) in [
         ("", None),
@@ -171,18 +137,15 @@ fn samples_pass_a_server_side_dry_run_against_berth() {
         ("prod", Some("gunicorn")),
     ] {
         let dir = samples().join(overlay);
-        let out = kubectl_ok(
-            &server,
-            &[
-                "apply",
-                "--server-side",
-                "--dry-run=server",
-                "-k",
-                &dir.to_string_lossy(),
-                "-o",
-                "json",
-            ],
-        );
+        let out = kubectl.ok(&[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-k",
+            &dir.to_string_lossy(),
+            "-o",
+            "json",
+        ]);
         let stack: Value = serde_json::from_str(&out).expect("kubectl prints the Stack as JSON");
         // The server answered with the object it would store: defaulted from the CRD's schema.
         assert_eq!(stack["spec"]["app"]["replicas"], 1, "{overlay}: {stack}");
@@ -210,71 +173,8 @@ fn samples_pass_a_server_side_dry_run_against_berth() {
     );
 
     // A dry run stores nothing.
-    let listed = kubectl_ok(&server, &["get", "stacks", "-o", "name"]);
+    let listed = kubectl.ok(&["get", "stacks", "-o", "name"]);
     assert_eq!(listed.trim(), "");
-}
-
-/// The registry scripts/images.sh starts for one test, stopped on drop.
-struct Registry {
-    env: Vec<(&'static str, String)>,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn env(&self, command: &mut Command) {
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let mut stop = Command::new(Server::repo_root().join("scripts/images.sh"));
-        stop.arg("stop").stdin(Stdio::null()).stdout(Stdio::null());
-        self.env(&mut stop);
-        let _ = stop.status();
-    }
-}
-
-/// Runs `make images`' script against a registry of the test's own. None when debootstrap cannot work here.
-fn build_and_push_images() -> Option<Registry> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
-    let dir = tempfile::Builder::new()
-        .prefix("berth-registry-")
-        .tempdir()
-        .expect("a registry directory");
-    let addr = format!("127.0.0.1:{port}");
-    let registry = Registry {
-        env: vec![
-            ("BERTH_REGISTRY", addr.clone()),
-            ("BERTH_REGISTRY_DIR", dir.path().display().to_string()),
-        ],
-        addr,
-        _dir: dir,
-    };
-    let mut build = Command::new(Server::repo_root().join("scripts/images.sh"));
-    build.stdin(Stdio::null());
-    registry.env(&mut build);
-    let out = build.output().expect("running scripts/images.sh");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.code() == Some(3) {
-        eprintln!(
-            "SKIPPED: the demo images cannot be built here (debootstrap cannot reach Debian):\n{log}"
-        );
-        return None;
-    }
-    assert!(out.status.success(), "scripts/images.sh failed:\n{log}");
-    eprintln!("{log}");
-    Some(registry)
 }
 
 /// How a container differs from what its image says: more environment, another command, more mounts.
@@ -479,24 +379,7 @@ impl Sandbox {
 
     /// An HTTP GET from inside the namespace: (status, body).
     fn get(&self, url: &str) -> Option<(u16, String)> {
-        let out = run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.netns,
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "-w",
-                "\n%{http_code}",
-                url,
-            ],
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n')?;
-        Some((code.parse().ok().filter(|c| *c != 0)?, body.to_owned()))
+        http_get(Some(&self.netns), url)
     }
 }
 
@@ -521,16 +404,9 @@ fn uid_of_pid_1(sandbox: &Sandbox, id: &str) -> String {
         .to_owned()
 }
 
-fn visit_count(page: &str) -> u64 {
-    page.split_once("<strong id=\"count\">")
-        .and_then(|(_, rest)| rest.split_once("</strong>"))
-        .and_then(|(count, _)| count.parse().ok())
-        .unwrap_or_else(|| panic!("the page shows a visit count: {page}"))
-}
-
 #[test]
 fn demo_images_run_postgres_redis_and_the_app_under_runc() {
-    let Some(registry) = build_and_push_images() else {
+    let Some(registry) = Images::start() else {
         return;
     };
     let mut sandbox = Sandbox::new();
