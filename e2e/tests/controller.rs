@@ -5,11 +5,10 @@
 //! tests report Pod readiness themselves, as a kubelet would.
 
 use std::future::Future;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use berth_api::Stack;
-use berth_e2e::Server;
+use berth_e2e::{Kubectl, Server};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -52,6 +51,7 @@ where
 
 struct Cluster {
     server: Server,
+    kubectl: Kubectl,
     client: Client,
 }
 
@@ -75,26 +75,11 @@ impl Cluster {
         .await
         .expect("the Stack CRD is Established in time")
         .expect("watching the CRD");
-        Cluster { server, client }
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let cache = self.server.data_dir.path().join("kubectl-cache");
-        let mut all = vec![format!("--cache-dir={}", cache.display())];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        self.server.kubectl_with_stdin(&all, stdin)
-    }
-
-    fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Cluster {
+            kubectl: Kubectl::new(&server),
+            server,
+            client,
+        }
     }
 
     fn api<K>(&self) -> Api<K>
@@ -271,7 +256,9 @@ fn assert_owned(meta: &kube::api::ObjectMeta, stack: &Stack, component: &str) {
 #[tokio::test]
 async fn a_stack_becomes_its_objects_starts_in_order_and_converges() {
     let cluster = Cluster::start().await;
-    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&manifest("shop", "Retain")));
+    cluster
+        .kubectl
+        .ok_stdin(&["apply", "-f", "-"], Some(&manifest("shop", "Retain")));
 
     // The objects, labelled and owned.
     let secret: Secret = cluster.exists("shop-db-credentials").await;
@@ -374,7 +361,7 @@ async fn a_stack_becomes_its_objects_starts_in_order_and_converges() {
 
     // Drift: a deleted Service comes back.
     let old: Service = cluster.exists("shop-redis").await;
-    cluster.kubectl_ok(&["delete", "service", "shop-redis"], None);
+    cluster.kubectl.ok(&["delete", "service", "shop-redis"]);
     let back = eventually("the Service to come back", || async {
         let service: Service = cluster.get("shop-redis").await?;
         (service.uid() != old.uid()).then_some(service)
@@ -383,18 +370,15 @@ async fn a_stack_becomes_its_objects_starts_in_order_and_converges() {
     assert_owned(&back.metadata, &stack, "redis");
 
     // A spec change: observedGeneration follows, and the app rolls to a new template.
-    cluster.kubectl_ok(
-        &[
-            "patch",
-            "stack",
-            "shop",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"app":{"env":[{"name":"GREETING","value":"hello"}]}}}"#,
-        ],
-        None,
-    );
+    cluster.kubectl.ok(&[
+        "patch",
+        "stack",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"app":{"env":[{"name":"GREETING","value":"hello"}]}}}"#,
+    ]);
     let stack = eventually("observedGeneration 2", || async {
         let stack = cluster.stack("shop").await;
         (stack.status.as_ref()?.observed_generation == Some(2)).then_some(stack)
@@ -420,8 +404,12 @@ async fn a_stack_becomes_its_objects_starts_in_order_and_converges() {
 #[tokio::test]
 async fn deletion_keeps_data_with_retain_and_removes_it_with_delete() {
     let cluster = Cluster::start().await;
-    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&manifest("keep", "Retain")));
-    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&manifest("drop", "Delete")));
+    cluster
+        .kubectl
+        .ok_stdin(&["apply", "-f", "-"], Some(&manifest("keep", "Retain")));
+    cluster
+        .kubectl
+        .ok_stdin(&["apply", "-f", "-"], Some(&manifest("drop", "Delete")));
     for name in ["keep", "drop"] {
         let _: PersistentVolumeClaim = cluster.exists(&format!("{name}-db-data")).await;
         let _: Secret = cluster.exists(&format!("{name}-db-credentials")).await;
@@ -459,7 +447,9 @@ async fn deletion_keeps_data_with_retain_and_removes_it_with_delete() {
     cluster.gone::<Secret>("drop-db-credentials").await;
 
     // A new Stack of the same name adopts what was kept, password included.
-    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&manifest("keep", "Retain")));
+    cluster
+        .kubectl
+        .ok_stdin(&["apply", "-f", "-"], Some(&manifest("keep", "Retain")));
     let stack = eventually("the new Stack's finalizer", || async {
         let stack = cluster.get::<Stack>("keep").await?;
         (!stack.finalizers().is_empty()).then_some(stack)
@@ -472,4 +462,179 @@ async fn deletion_keeps_data_with_retain_and_removes_it_with_delete() {
     .await;
     assert_owned(&adopted.metadata, &stack, "database");
     assert_eq!(adopted.data.unwrap_or_default()["password"], password);
+}
+
+impl Cluster {
+    /// Reports the state of a Pod's only container, as the kubelet would: `state` is a core/v1
+    /// ContainerState (`{"waiting": {...}}` or `{"terminated": {...}}`).
+    async fn report_container(&self, name: &str, phase: &str, state: Value) {
+        let pods: Api<Pod> = self.api();
+        eventually(&format!("Pod {name} to take its status"), || async {
+            let pod = pods.get(name).await.ok()?;
+            let container = pod.spec.as_ref()?.containers.first()?.clone();
+            let patch = json!({
+                "metadata": {"resourceVersion": pod.resource_version()},
+                "status": {
+                    "phase": phase,
+                    "containerStatuses": [{
+                        "name": container.name,
+                        "image": container.image,
+                        "imageID": "",
+                        "ready": false,
+                        "restartCount": 0,
+                        "state": state,
+                    }],
+                },
+            });
+            pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    /// The Stack's check Pod for `component`, once there is one other than `not`.
+    async fn check_pod(&self, stack: &str, component: &str, not: Option<&str>) -> Pod {
+        let selector = format!(
+            "berth.dev/stack={stack},berth.dev/component=check,berth.dev/check-for={component}"
+        );
+        eventually(&format!("a check Pod for the {component}"), || async {
+            self.pods(&selector).await.into_iter().find(|p| {
+                Some(p.name_any().as_str()) != not && p.metadata.deletion_timestamp.is_none()
+            })
+        })
+        .await
+    }
+
+    /// Edits `spec.database.image` of Stack `name`, as `kubectl patch --type merge` does.
+    async fn set_database_image(&self, name: &str, image: &str) {
+        let patch = json!({"spec": {"database": {"image": image}}});
+        self.api::<Stack>()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patching the Stack");
+    }
+
+    /// Creates `manifest(name, ...)` and plays the kubelet until the Stack is Ready.
+    async fn ready_stack(&self, name: &str) -> Stack {
+        let stack: Stack = serde_json::from_str(&manifest(name, "Delete")).expect("a Stack");
+        self.api::<Stack>()
+            .create(&PostParams::default(), &stack)
+            .await
+            .expect("creating the Stack");
+        let _: Pod = self.exists(&format!("{name}-db")).await;
+        self.report_ready(&format!("{name}-db")).await;
+        self.report_ready(&format!("{name}-redis")).await;
+        let app = eventually("the app Pod", || async {
+            self.pods(&format!("berth.dev/stack={name},berth.dev/component=app"))
+                .await
+                .into_iter()
+                .next()
+        })
+        .await;
+        self.report_ready(&app.name_any()).await;
+        eventually("the Stack to be Ready", || async {
+            let stack = self.stack(name).await;
+            (condition(&stack, "Ready") == Some("True")).then_some(stack)
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_database_image_that_cannot_be_pulled_stalls_and_keeps_the_running_database() {
+    let cluster = Cluster::start().await;
+    cluster.ready_stack("pull").await;
+    let db: Pod = cluster.exists("pull-db").await;
+
+    cluster
+        .set_database_image("pull", "127.0.0.1:1/berth/postgres:missing")
+        .await;
+    // The controller tries the new image in a check Pod first; the running database is not touched.
+    let check = cluster.check_pod("pull", "database", None).await;
+    let spec = check.spec.clone().unwrap_or_default();
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some("127.0.0.1:1/berth/postgres:missing")
+    );
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert!(spec.volumes.unwrap_or_default().is_empty());
+    assert_eq!(
+        check.owner_references()[0].uid,
+        db.owner_references()[0].uid
+    );
+    // Playing the kubelet: the pull fails.
+    cluster
+        .report_container(
+            &check.name_any(),
+            "Pending",
+            json!({"waiting": {"reason": "ErrImagePull", "message": "manifest unknown"}}),
+        )
+        .await;
+    let stack = eventually("the Stack to stall", || async {
+        let stack = cluster.stack("pull").await;
+        (condition(&stack, "Stalled") == Some("True")).then_some(stack)
+    })
+    .await;
+    let stalled = stack
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .clone();
+    assert_eq!(stalled.reason, "ImagePullFailed");
+    assert!(
+        stalled.message.starts_with(
+            "spec.database.image \"127.0.0.1:1/berth/postgres:missing\" cannot be pulled (ErrImagePull"
+        ),
+        "{}",
+        stalled.message
+    );
+    assert_eq!(condition(&stack, "Reconciling"), Some("False"));
+    eventually("a Stalled warning event", || async {
+        cluster
+            .events_about("pull")
+            .await
+            .into_iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("Stalled")
+            })
+            .then_some(())
+    })
+    .await;
+    let kept: Pod = cluster.exists("pull-db").await;
+    assert_eq!(kept.uid(), db.uid(), "the running database Pod is kept");
+    assert!(kept.metadata.deletion_timestamp.is_none());
+
+    // A good image: checked, then the database is replaced and the check Pod goes.
+    cluster.set_database_image("pull", "postgres:16").await;
+    let good = cluster
+        .check_pod("pull", "database", Some(&check.name_any()))
+        .await;
+    cluster.gone::<Pod>(&check.name_any()).await;
+    cluster
+        .report_container(
+            &good.name_any(),
+            "Succeeded",
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+        )
+        .await;
+    let replaced = eventually("the database Pod to be replaced", || async {
+        let pod: Pod = cluster.get("pull-db").await?;
+        (pod.uid() != db.uid()).then_some(pod)
+    })
+    .await;
+    assert_eq!(
+        replaced.spec.unwrap_or_default().containers[0]
+            .image
+            .as_deref(),
+        Some("postgres:16")
+    );
+    cluster.gone::<Pod>(&good.name_any()).await;
+    let stack = cluster.stack("pull").await;
+    assert_eq!(condition(&stack, "Stalled"), Some("False"));
 }
