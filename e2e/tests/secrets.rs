@@ -2,7 +2,7 @@
 //! boolean and `8080` a number to kubectl's YAML) is rejected with a 400 naming the entry, as upstream's
 //! decoding rejects it, and nothing is stored; quoted, the same values are stored as the strings written.
 
-use berth_e2e::Server;
+use berth_e2e::{Kubectl, Server};
 
 fn secret(name: &str, entries: &str) -> String {
     format!(
@@ -13,18 +13,12 @@ fn secret(name: &str, entries: &str) -> String {
 #[test]
 fn string_data_that_yaml_decodes_to_a_bool_or_number_is_rejected_naming_the_entry() {
     let server = Server::start();
-    let cache = format!(
-        "--cache-dir={}",
-        server.data_dir.path().join("kubectl-cache").display()
-    );
+    let k = Kubectl::new(&server);
     for (entries, key, found) in [
         ("  debug: y\n  user: admin\n", "debug", "bool"),
         ("  port: 8080\n", "port", "number"),
     ] {
-        let out = server.kubectl_with_stdin(
-            &[&cache, "create", "-f", "-"],
-            Some(&secret("bad", entries)),
-        );
+        let out = k.run(&["create", "-f", "-"], Some(&secret("bad", entries)));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "kubectl accepted {entries:?}");
         assert!(
@@ -37,18 +31,17 @@ fn string_data_that_yaml_decodes_to_a_bool_or_number_is_rejected_naming_the_entr
             )),
             "{stderr}"
         );
-        let get = server.kubectl(&[&cache, "get", "secret", "bad"]);
+        let get = k.run(&["get", "secret", "bad"], None);
         assert!(!get.status.success(), "a rejected Secret was stored");
     }
     let quoted = secret("good", "  debug: \"y\"\n  port: \"8080\"\n");
-    let out = server.kubectl_with_stdin(&[&cache, "create", "-f", "-"], Some(&quoted));
+    let out = k.run(&["create", "-f", "-"], Some(&quoted));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let data = server.kubectl_ok(&[
-        &cache,
+    let data = k.ok(&[
         "get",
         "secret",
         "good",
