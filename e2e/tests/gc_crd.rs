@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use berth_e2e::{Server, wait_for};
+use berth_e2e::{Kubectl, Server, wait_for};
 
 /// Well under the collector's 30 s discovery refresh, which this test must not depend on.
 const DEADLINE: Duration = Duration::from_secs(12);
@@ -26,12 +26,9 @@ spec:
 #[test]
 fn dependents_of_a_custom_resource_of_a_new_kind_are_collected_without_waiting_for_a_resync() {
     let server = Server::start_up(&["--disable-agent"]);
-    let cache = format!(
-        "--cache-dir={}",
-        server.data_dir.path().join("kubectl-cache").display()
-    );
+    let k = Kubectl::new(&server);
     let create = |yaml: &str| {
-        let out = server.kubectl_with_stdin(&[&cache, "create", "-f", "-"], Some(yaml));
+        let out = k.run(&["create", "-f", "-"], Some(yaml));
         assert!(
             out.status.success(),
             "{}",
@@ -40,22 +37,16 @@ fn dependents_of_a_custom_resource_of_a_new_kind_are_collected_without_waiting_f
     };
     // The control plane has run its first discovery before the kind exists.
     wait_for("the control plane's leader Lease", DEADLINE, || {
-        server
-            .kubectl(&[
-                &cache,
-                "get",
-                "lease",
-                "berth-controlplane",
-                "-n",
-                "kube-system",
-            ])
-            .status
-            .success()
-            .then_some(())
+        k.run(
+            &["get", "lease", "berth-controlplane", "-n", "kube-system"],
+            None,
+        )
+        .status
+        .success()
+        .then_some(())
     });
     create(CRD);
-    server.kubectl_ok(&[
-        &cache,
+    k.ok(&[
         "wait",
         "--for=condition=Established",
         "crd/gadgets.gc.example.com",
@@ -64,22 +55,14 @@ fn dependents_of_a_custom_resource_of_a_new_kind_are_collected_without_waiting_f
     create(
         "apiVersion: gc.example.com/v1\nkind: Gadget\nmetadata: {name: owner, namespace: default}\n",
     );
-    let uid = server.kubectl_ok(&[
-        &cache,
-        "get",
-        "gadget",
-        "owner",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
+    let uid = k.ok(&["get", "gadget", "owner", "-o", "jsonpath={.metadata.uid}"]);
     create(&format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dependent\n  namespace: default\n  ownerReferences:\n  \
          - {{apiVersion: gc.example.com/v1, kind: Gadget, name: owner, uid: \"{uid}\"}}\ndata: {{k: v}}\n"
     ));
-    server.kubectl_ok(&[&cache, "delete", "gadget", "owner", "--wait=false"]);
+    k.ok(&["delete", "gadget", "owner", "--wait=false"]);
     wait_for("the dependent ConfigMap to be collected", DEADLINE, || {
-        (!server
-            .kubectl(&[&cache, "get", "configmap", "dependent"])
+        (!k.run(&["get", "configmap", "dependent"], None)
             .status
             .success())
         .then_some(())
