@@ -4,36 +4,21 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Server, kubectl_bin};
+use berth_e2e::{Kubectl, Server};
 
 /// How long a watch may take to print an expected line.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// kubectl caches discovery per host:port; a port reused from an earlier run must not answer from that cache.
-fn cache_flag(server: &Server) -> String {
-    format!(
-        "--cache-dir={}",
-        server.data_dir.path().join("kubectl-cache").display()
-    )
-}
-
 fn kubectl(server: &Server, args: &[&str]) -> String {
-    let cache = cache_flag(server);
-    server.kubectl_ok(&[&[cache.as_str()], args].concat())
+    Kubectl::new(server).ok(args)
 }
 
 fn apply(server: &Server, yaml: &str) {
-    let cache = cache_flag(server);
-    let out = server.kubectl_with_stdin(&[&cache, "apply", "-f", "-"], Some(yaml));
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Kubectl::new(server).ok_stdin(&["apply", "-f", "-"], Some(yaml));
 }
 
 fn install_stack(server: &Server) {
@@ -240,10 +225,8 @@ struct Watch {
 
 impl Watch {
     fn start(server: &Server, args: &[&str]) -> Watch {
-        let mut child = Command::new(kubectl_bin())
-            .env("KUBECONFIG", server.kubeconfig())
-            .arg(cache_flag(server))
-            .args(args)
+        let mut child = Kubectl::new(server)
+            .command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
