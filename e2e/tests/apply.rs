@@ -4,12 +4,10 @@
 //! from client-side apply); `kubectl diff` and `--dry-run=server`; and kube-rs `Patch::Apply` on a Stack and
 //! its status. Each test starts its own server.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use berth_api::Stack;
-use berth_e2e::{Server, kubectl_bin};
+use berth_e2e::{Kubectl, Server};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -18,80 +16,24 @@ use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// kubectl against one server, with a discovery (and OpenAPI) cache of its own: a port reused from an
-/// earlier run must not answer from a stale cache.
-struct Kubectl<'a> {
-    server: &'a Server,
-    cache_dir: PathBuf,
+/// This file's shorthands on the harness's kubectl (which has a discovery and OpenAPI cache of the server's
+/// own: a port reused from an earlier run must not answer from a stale cache).
+trait ApplyAndGet {
+    /// `kubectl apply -f -` with extra flags.
+    fn apply(&self, manifest: &str, flags: &[&str]) -> String;
+    /// The object as JSON, managedFields included.
+    fn get(&self, kind_and_name: &str) -> Value;
 }
 
-impl<'a> Kubectl<'a> {
-    fn new(server: &'a Server) -> Self {
-        let cache_dir = server.data_dir.path().join("kubectl-cache");
-        Kubectl { server, cache_dir }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(kubectl_bin())
-            .env("KUBECONFIG", self.server.kubeconfig())
-            .arg(format!("--cache-dir={}", self.cache_dir.display()))
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin was piped")
-                .write_all(input.as_bytes())
-                .expect("writing kubectl's stdin");
-        }
-        child.wait_with_output().expect("waiting for kubectl")
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            !out.status.success(),
-            "kubectl {} should have failed; stdout: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// `kubectl apply -f -` with extra flags.
+impl ApplyAndGet for Kubectl {
     fn apply(&self, manifest: &str, flags: &[&str]) -> String {
         let mut args = vec!["apply", "-f", "-"];
         args.extend_from_slice(flags);
-        self.ok(&args, Some(manifest))
+        self.ok_stdin(&args, Some(manifest))
     }
 
-    /// The object as JSON, managedFields included.
     fn get(&self, kind_and_name: &str) -> Value {
-        let text = self.ok(
-            &["get", kind_and_name, "-o", "json", "--show-managed-fields"],
-            None,
-        );
+        let text = self.ok(&["get", kind_and_name, "-o", "json", "--show-managed-fields"]);
         serde_json::from_str(&text).expect("kubectl printed JSON")
     }
 }
