@@ -3,63 +3,38 @@
 //! lifecycle and leader election. `berth up --disable-agent` runs no node agent: tests register Nodes and renew their Leases
 //! themselves, as a kubelet would. Every test starts its own server and waits on conditions with deadlines.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Server, kubectl_bin, wait_for};
+use berth_e2e::{Kubectl, Server, wait_for};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 /// How long a loop may take to react.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// kubectl against one server, with a discovery cache of its own (a reused port must not answer with the
-/// resources of an earlier server).
-struct Kubectl<'a> {
-    server: &'a Server,
-    cache_dir: PathBuf,
+/// This file's shorthands on the harness's kubectl (with a discovery cache of the server's own: a reused port
+/// must not answer with the resources of an earlier server).
+trait Shorthands {
+    /// `kubectl apply -f -` of one object (it is created: later changes use merge patches).
+    fn apply(&self, object: &Value);
+    /// `kubectl patch --type merge`, on the object or a subresource.
+    fn patch(&self, target: &[&str], patch: &Value);
+    /// The object as JSON, or None when kubectl cannot get it (not found).
+    fn get(&self, target: &[&str]) -> Option<Value>;
+    fn must_get(&self, target: &[&str]) -> Value;
+    /// Events about one object, as `kubectl get events` lists them.
+    fn events_for(&self, namespace: &str, name: &str) -> Vec<Value>;
 }
 
-impl<'a> Kubectl<'a> {
-    fn new(server: &'a Server) -> Self {
-        Kubectl {
-            server,
-            cache_dir: server.data_dir.path().join("kubectl-cache"),
-        }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut all = vec![format!("--cache-dir={}", self.cache_dir.display())];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        self.server.kubectl_with_stdin(&all, stdin)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_stdin(args, None)
-    }
-
-    fn ok_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `kubectl apply -f -` of one object (it is created: later changes use merge patches).
+impl Shorthands for Kubectl {
     fn apply(&self, object: &Value) {
         self.ok_stdin(&["apply", "-f", "-"], Some(&object.to_string()));
     }
 
-    /// `kubectl patch --type merge`, on the object or a subresource.
     fn patch(&self, target: &[&str], patch: &Value) {
         let text = patch.to_string();
         let mut args = vec!["patch"];
@@ -68,7 +43,6 @@ impl<'a> Kubectl<'a> {
         self.ok(&args);
     }
 
-    /// The object as JSON, or None when kubectl cannot get it (not found).
     fn get(&self, target: &[&str]) -> Option<Value> {
         let mut args = vec!["get"];
         args.extend_from_slice(target);
@@ -91,7 +65,6 @@ impl<'a> Kubectl<'a> {
             .unwrap_or_else(|| panic!("{} does not exist", target.join(" ")))
     }
 
-    /// Events about one object, as `kubectl get events` lists them.
     fn events_for(&self, namespace: &str, name: &str) -> Vec<Value> {
         let selector = format!("involvedObject.name={name}");
         let text = self.ok(&[
@@ -770,27 +743,8 @@ impl Drop for Heartbeat {
 
 /// Creates the Lease, or renews it with a merge patch.
 fn lease_write(kubeconfig: &Path, cache: &Path, lease: &Value) {
-    let kubectl = |args: &[&str], stdin: Option<&str>| {
-        let mut command = std::process::Command::new(kubectl_bin());
-        command
-            .env("KUBECONFIG", kubeconfig)
-            .arg(format!("--cache-dir={}", cache.display()))
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut child = command.spawn().expect("running kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            let _ = child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes());
-        }
-        drop(child.stdin.take());
-        child.wait().map(|s| s.success()).unwrap_or(false)
-    };
+    let kubectl = Kubectl::with_kubeconfig(kubeconfig.to_owned(), Some(cache.to_owned()));
+    let kubectl = |args: &[&str], stdin: Option<&str>| kubectl.run(args, stdin).status.success();
     let name = lease["metadata"]["name"].as_str().unwrap_or_default();
     let namespace = lease["metadata"]["namespace"].as_str().unwrap_or_default();
     let patch = json!({"spec": lease["spec"]}).to_string();
