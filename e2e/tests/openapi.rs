@@ -4,10 +4,9 @@
 //! with every kubectl version from 1.27 to 1.33 found next to the kubectl on the PATH.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use berth_e2e::{Server, kubectl_bin, wait_for};
+use berth_e2e::{Kubectl, Server, kubectl_bin, wait_for};
 use http::{Request, StatusCode, header};
 use kube::client::Body;
 use serde_json::Value;
@@ -51,91 +50,15 @@ spec:
         cpu: 100m
 ";
 
-/// One kubectl binary with a cache directory of its own (kubectl caches discovery and OpenAPI documents
-/// per host:port; a port reused from an earlier test must not answer from a stale cache).
-struct Kubectl<'a> {
-    bin: PathBuf,
-    label: String,
-    server: &'a Server,
-    cache_dir: PathBuf,
-}
-
-impl<'a> Kubectl<'a> {
-    fn new(server: &'a Server, bin: PathBuf, label: &str) -> Self {
-        let cache_dir = server
-            .data_dir
-            .path()
-            .join(format!("kubectl-cache-{label}"));
-        Kubectl {
-            bin,
-            label: label.to_owned(),
-            server,
-            cache_dir,
-        }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = Command::new(&self.bin);
-        command
-            .env("KUBECONFIG", self.server.kubeconfig())
-            .arg(format!("--cache-dir={}", self.cache_dir.display()))
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .stdin(if stdin.is_some() {
-                std::process::Stdio::piped()
-            } else {
-                std::process::Stdio::null()
-            });
-        let mut child = command.spawn().expect("running kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin was piped")
-                .write_all(input.as_bytes())
-                .expect("writing kubectl's stdin");
-        }
-        child.wait_with_output().expect("waiting for kubectl")
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {} {} failed: {}",
-            self.label,
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            !out.status.success(),
-            "kubectl {} {} should have failed; stdout: {}",
-            self.label,
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn install_crd(&self) {
-        self.ok(&["apply", "-f", &path_arg(&repo_path("crds"))], None);
-        self.ok(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd/stacks.berth.dev",
-                "--timeout=30s",
-            ],
-            None,
-        );
-    }
+/// `kubectl apply -f crds/` and wait until the Stack CRD is Established.
+fn install_crd(k: &Kubectl) {
+    k.ok(&["apply", "-f", &path_arg(&repo_path("crds"))]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/stacks.berth.dev",
+        "--timeout=30s",
+    ]);
 }
 
 fn repo_path(relative: &str) -> PathBuf {
@@ -186,11 +109,11 @@ fn section<'t>(text: &'t str, heading: &str) -> &'t str {
 #[test]
 fn explain_prints_field_docs_of_pods_and_stacks_with_every_kubectl_version() {
     let server = Server::start();
-    Kubectl::new(&server, kubectl_bin(), "setup").install_crd();
+    install_crd(&Kubectl::with_bin(&server, kubectl_bin(), "setup"));
     for (version, bin) in kubectls() {
-        let k = Kubectl::new(&server, bin, &version);
+        let k = Kubectl::with_bin(&server, bin, &version);
 
-        let containers = k.ok(&["explain", "pods.spec.containers"], None);
+        let containers = k.ok(&["explain", "pods.spec.containers"]);
         assert!(
             containers.contains("KIND:") && containers.contains("Pod"),
             "kubectl {version}: {containers}"
@@ -207,7 +130,7 @@ fn explain_prints_field_docs_of_pods_and_stacks_with_every_kubectl_version() {
             );
         }
 
-        let app = k.ok(&["explain", "stack.spec.app"], None);
+        let app = k.ok(&["explain", "stack.spec.app"]);
         assert!(
             app.contains("GROUP:") && app.contains("berth.dev") && app.contains("Stack"),
             "kubectl {version}: {app}"
@@ -223,7 +146,7 @@ fn explain_prints_field_docs_of_pods_and_stacks_with_every_kubectl_version() {
             "kubectl {version} lists spec.app's fields, image required: {app}"
         );
 
-        let metadata = k.ok(&["explain", "stack.metadata.labels"], None);
+        let metadata = k.ok(&["explain", "stack.metadata.labels"]);
         assert!(
             metadata.contains("map[string]string"),
             "kubectl {version} follows metadata to ObjectMeta: {metadata}"
@@ -234,9 +157,9 @@ fn explain_prints_field_docs_of_pods_and_stacks_with_every_kubectl_version() {
 #[test]
 fn strict_apply_of_a_stack_with_an_unknown_field_fails_naming_it() {
     let server = Server::start();
-    Kubectl::new(&server, kubectl_bin(), "setup").install_crd();
+    install_crd(&Kubectl::with_bin(&server, kubectl_bin(), "setup"));
     for (version, bin) in kubectls() {
-        let k = Kubectl::new(&server, bin, &version);
+        let k = Kubectl::with_bin(&server, bin, &version);
         let stderr = k.fails(
             &["apply", "--validate=strict", "-f", "-"],
             Some(STACK_WITH_UNKNOWN_FIELD),
@@ -256,15 +179,15 @@ fn strict_apply_of_a_stack_with_an_unknown_field_fails_naming_it() {
 #[test]
 fn valid_objects_apply_with_strict_validation_and_with_server_dry_run() {
     let server = Server::start();
-    Kubectl::new(&server, kubectl_bin(), "setup").install_crd();
+    install_crd(&Kubectl::with_bin(&server, kubectl_bin(), "setup"));
     let sample = path_arg(&repo_path("config/samples/stack.yaml"));
     for (version, bin) in kubectls() {
-        let k = Kubectl::new(&server, bin, &version);
+        let k = Kubectl::with_bin(&server, bin, &version);
         let namespace = format!("ns-{}", version.replace('.', "-"));
         // `kubectl create namespace` sends protobuf; apply sends JSON.
         let namespace_yaml =
             format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
-        k.ok(&["apply", "-f", "-"], Some(&namespace_yaml));
+        k.ok_stdin(&["apply", "-f", "-"], Some(&namespace_yaml));
         let ns = ["-n", namespace.as_str()];
 
         let dry = [
@@ -273,7 +196,7 @@ fn valid_objects_apply_with_strict_validation_and_with_server_dry_run() {
             &ns,
         ]
         .concat();
-        let out = k.ok(&dry, None);
+        let out = k.ok(&dry);
         assert!(
             out.contains("stack.berth.dev/demo") && out.contains("server dry run"),
             "kubectl {version}: {out}"
@@ -313,9 +236,9 @@ fn valid_objects_apply_with_strict_validation_and_with_server_dry_run() {
 #[test]
 fn explain_follows_a_changed_crd_through_kubectls_cache() {
     let server = Server::start();
-    let k = Kubectl::new(&server, kubectl_bin(), "default");
-    k.install_crd();
-    let before = k.ok(&["explain", "stack.spec.app"], None);
+    let k = Kubectl::with_bin(&server, kubectl_bin(), "default");
+    install_crd(&k);
+    let before = k.ok(&["explain", "stack.spec.app"]);
     assert!(!before.contains("changed for the test"), "{before}");
 
     let crd = std::fs::read_to_string(repo_path("crds/berth.dev_stacks.yaml"))
@@ -326,10 +249,10 @@ fn explain_follows_a_changed_crd_through_kubectls_cache() {
         1,
     );
     assert_ne!(crd, changed, "the CRD describes spec.app");
-    k.ok(&["replace", "-f", "-"], Some(&changed));
+    k.ok_stdin(&["replace", "-f", "-"], Some(&changed));
 
     let after = wait_for("explain to show the new description", DEADLINE, || {
-        let text = k.ok(&["explain", "stack.spec.app"], None);
+        let text = k.ok(&["explain", "stack.spec.app"]);
         text.contains("changed for the test").then_some(text)
     });
     assert!(after.contains("FIELDS:"), "{after}");
@@ -365,7 +288,7 @@ fn header_of(response: &http::Response<Body>, name: header::HeaderName) -> &str 
 #[tokio::test]
 async fn documents_are_served_with_hash_urls_etags_and_caching_headers() {
     let server = Server::start();
-    Kubectl::new(&server, kubectl_bin(), "setup").install_crd();
+    install_crd(&Kubectl::with_bin(&server, kubectl_bin(), "setup"));
     let client = server.client().await;
 
     let (index, body) = get(&client, "/openapi/v3", &[]).await;
