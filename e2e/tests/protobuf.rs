@@ -7,9 +7,8 @@
 //! operator/apiserver/src/protobuf); a kind it has no conversion for gets one 415 that lists the decoded kinds
 //! and names the workaround, which the test runs too.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use berth_e2e::{Server, kubectl_bin};
 use serde_json::{Value, json};
@@ -21,50 +20,22 @@ const FIRST_PROTOBUF_MINOR: u32 = 32;
 /// The request header a protobuf body carries, as kubectl logs it at -v=8.
 const PROTOBUF_REQUEST: &str = "Content-Type: application/vnd.kubernetes.protobuf";
 
-/// One kubectl binary against one server.
-struct Kubectl<'a> {
-    server: &'a Server,
-    bin: PathBuf,
+/// One kubectl binary against one server (the harness's, with a cache of its own), and the minor version it
+/// reports.
+struct Kubectl {
+    kubectl: berth_e2e::Kubectl,
     minor: u32,
 }
 
-impl Kubectl<'_> {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(&self.bin)
-            .env("KUBECONFIG", self.server.kubeconfig())
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin was piped")
-                .write_all(input.as_bytes())
-                .expect("writing kubectl's stdin");
-        }
-        child.wait_with_output().expect("waiting for kubectl")
-    }
+impl std::ops::Deref for Kubectl {
+    type Target = berth_e2e::Kubectl;
 
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl 1.{} {} failed: {}",
-            self.minor,
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    fn deref(&self) -> &berth_e2e::Kubectl {
+        &self.kubectl
     }
+}
 
+impl Kubectl {
     /// The object as JSON, or None when the server answers NotFound.
     fn get(&self, kind: &str, name: &str, namespace: &str) -> Option<Value> {
         let mut args = vec![
@@ -79,7 +50,7 @@ impl Kubectl<'_> {
         if !namespace.is_empty() {
             args.extend(["-n", namespace]);
         }
-        let out = self.ok(&args, None);
+        let out = self.ok(&args);
         (!out.trim().is_empty())
             .then(|| serde_json::from_str(&out).expect("kubectl -o json prints JSON"))
     }
@@ -372,7 +343,7 @@ fn creates_and_deletes(k: &Kubectl, suffix: &str, binary_file: &Path) {
         if !create.namespace.is_empty() {
             args.extend(["-n", create.namespace]);
         }
-        k.ok(&args, None);
+        k.ok(&args);
         match k.get(create.resource, &create.name, create.namespace) {
             None => {}
             Some(left) if create.resource == "namespace" => assert!(
@@ -396,7 +367,7 @@ fn deployment(k: &Kubectl, suffix: &str) {
     let name = format!("deploy-{suffix}");
     let args = ["create", "deployment", &name, "--image=busybox"];
     if minor < FIRST_PROTOBUF_MINOR {
-        k.ok(&args, None);
+        k.ok(&args);
     } else {
         let mut verbose = args.to_vec();
         verbose.push("-v=8");
@@ -432,8 +403,8 @@ fn deployment(k: &Kubectl, suffix: &str) {
         );
         let mut dry_run = args.to_vec();
         dry_run.extend(["--dry-run=client", "-o", "yaml"]);
-        let manifest = k.ok(&dry_run, None);
-        k.ok(&["apply", "-f", "-"], Some(&manifest));
+        let manifest = k.ok(&dry_run);
+        k.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
     }
     let stored = k
         .get("deployment.apps", &name, "default")
@@ -452,8 +423,7 @@ fn kubectl_create_and_delete_of_built_in_kinds_work_with_json_and_protobuf_bodie
     let mut ran = Vec::new();
     for (minor, bin) in kubectls() {
         let k = Kubectl {
-            server: &server,
-            bin,
+            kubectl: berth_e2e::Kubectl::with_bin(&server, bin, &format!("1.{minor}")),
             minor,
         };
         let suffix = format!("1-{minor}");
