@@ -567,6 +567,51 @@ async fn containers_outlive_the_agent_and_are_readopted_with_the_same_pid() {
 }
 
 #[tokio::test]
+async fn the_shim_monitors_its_container_from_a_fresh_image_of_itself() {
+    let (rt, _root) = runtime();
+    let config = container("monitor", "echo up; exec sleep 1000");
+    let id = config.id.clone();
+    let _cleanup = Cleanup {
+        runtime: rt.clone(),
+        ids: vec![id.clone()],
+    };
+    let handle = rt.create(config).await.unwrap();
+    wait_for_log(&handle.log_path, "up").await;
+    // A state query is answered by the shim's monitor phase: the create phase re-executed, same pid.
+    assert_eq!(rt.state(&id).await.unwrap().status, Status::Running);
+    let cmdline = fs::read(format!("/proc/{}/cmdline", handle.shim_pid)).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let state_dir = handle.state_dir.display().to_string();
+    assert_eq!(
+        argv[1..5],
+        ["shim", "--state-dir", state_dir.as_str(), "--monitor"],
+        "{argv:?}"
+    );
+    let status = fs::read_to_string(format!("/proc/{}/status", handle.shim_pid)).unwrap();
+    assert!(status.lines().any(|l| l == "Threads:\t1"), "{status}");
+    // Still the container's parent, so it reaps it and records the exit.
+    let stat = fs::read_to_string(format!("/proc/{}/stat", handle.pid)).unwrap();
+    let ppid: i32 = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, handle.shim_pid);
+    let exit = rt.stop(&id, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(exit.signal, Some(9));
+    let shim_log = log_text(&handle.state_dir.join("shim.log"));
+    assert!(!shim_log.contains("monitoring in place"), "{shim_log}");
+}
+
+#[tokio::test]
 async fn remove_leaves_no_process_mount_cgroup_or_file() {
     let (rt, root) = runtime();
     let mut config = container("removed", "echo up; sleep 1000 & exec sleep 1000");

@@ -154,12 +154,6 @@ enum Command {
     /// Manage the node's local images.
     #[command(subcommand)]
     Image(ImageCommand),
-    /// A container's shim, started by the node agent (not for direct use).
-    #[command(hide = true)]
-    Shim {
-        #[arg(long)]
-        state_dir: PathBuf,
-    },
 }
 
 #[derive(Subcommand)]
@@ -319,13 +313,17 @@ fn human_size(bytes: u64) -> String {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        // Before anything else: the shim forks, so no runtime or thread may have started.
-        Command::Shim { state_dir } => match berth_agent::runtime::shim::run(&state_dir) {
+    // `berth shim …`, a container's shim started by the node agent, before anything else: it forks, so no
+    // runtime or thread may have started, and its long-lived phase should touch as little of the binary as it
+    // can, clap's parser included.
+    if let Some(code) = berth_agent::runtime::shim::main_if_shim(std::env::args_os()) {
+        return match code {
             std::process::ExitCode::SUCCESS => Ok(()),
             _ => std::process::exit(1),
-        },
+        };
+    }
+    let cli = Cli::parse();
+    match cli.command {
         Command::Image(command) => image(command),
         Command::Crd => {
             print!("{}", berth_api::crd_yaml());

@@ -77,15 +77,16 @@ pub(crate) async fn request(
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
 }
 
-/// Sends one request line with descriptors attached (SCM_RIGHTS, which tokio's sockets do not carry).
-pub(crate) fn send_with_fds(
+/// Sends one request (or, between the shim's phases, answer) line with descriptors attached (SCM_RIGHTS, which
+/// tokio's sockets do not carry).
+pub(crate) fn send_with_fds<T: Serialize>(
     stream: &std::os::unix::net::UnixStream,
-    request: &Request,
+    message: &T,
     fds: &[std::os::fd::RawFd],
 ) -> std::io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::os::fd::AsRawFd;
-    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+    let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
     line.push(b'\n');
     let rights = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };

@@ -1,4 +1,4 @@
-//! The shim's first half: a private mount namespace, the overlayfs rootfs, the container's stdio, and
+//! The shim's create phase: a private mount namespace, the overlayfs rootfs, the container's stdio, and
 //! libcontainer's create and start. On failure everything made so far is undone before the shim reports.
 
 use std::fs::{self, File};
@@ -14,13 +14,11 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::pipe2;
 
 use super::ShimError;
-use super::serve::{Output, Shim};
-use crate::runtime::cgroups;
+use super::monitor::Handover;
 use crate::runtime::logs::{LogWriter, Stream};
 use crate::runtime::seccomp::{SeccompExecutor, default_profile};
 use crate::runtime::state::{LIBCONTAINER_ID, ShimConfig, Started, StateDir, write_json};
@@ -28,7 +26,13 @@ use crate::runtime::state::{LIBCONTAINER_ID, ShimConfig, Started, StateDir, writ
 /// overlayfs takes its options as one page of mount data.
 const MAX_MOUNT_DATA: usize = 4095;
 
-pub(super) fn create(config: &ShimConfig, state: &StateDir) -> Result<Shim, ShimError> {
+/// A started container, and what the monitor takes over.
+pub(super) struct Created {
+    pub(super) started: Started,
+    pub(super) handover: Handover,
+}
+
+pub(super) fn create(config: &ShimConfig, state: &StateDir) -> Result<Created, ShimError> {
     private_mount_namespace()?;
     mount_rootfs(config, state)?;
     start(config, state).inspect_err(|_| {
@@ -88,31 +92,28 @@ fn mount_rootfs(config: &ShimConfig, state: &StateDir) -> Result<(), ShimError> 
     )))
 }
 
-fn start(config: &ShimConfig, state: &StateDir) -> Result<Shim, ShimError> {
-    let hierarchy = cgroups::detect().map_err(ShimError::io("reading the cgroup setup"))?;
-    // Processes that join the container later (exec) are reparented to the shim, not to the host's init.
+fn start(config: &ShimConfig, state: &StateDir) -> Result<Created, ShimError> {
+    // Processes that join the container later (exec) are reparented to the shim, not to the host's init. The
+    // setting survives the exec into the monitor.
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(ShimError::sys("becoming a child subreaper"))?;
-    // SIGCHLD is read from a signalfd; blocked first, so none is lost while libcontainer forks.
+    // SIGCHLD stays blocked from here on, across the exec into the monitor, which reads it from a signalfd:
+    // an exit while libcontainer forks, or while the monitor starts, stays pending and is not lost.
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.thread_block()
         .map_err(ShimError::sys("blocking SIGCHLD"))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(ShimError::sys("creating a signalfd"))?;
     let listener = UnixListener::bind(state.socket()).map_err(ShimError::io(format!(
         "binding {}",
         state.socket().display()
     )))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(ShimError::io("making the control socket non-blocking"))?;
+    // Opened here so that a log that cannot be written fails the start; the monitor opens it again.
     let log_path = config
         .log
         .path
         .clone()
         .unwrap_or_else(|| state.default_log());
-    let log = LogWriter::open(&log_path, &config.log).map_err(ShimError::io(format!(
+    LogWriter::open(&log_path, &config.log).map_err(ShimError::io(format!(
         "opening the log {}",
         log_path.display()
     )))?;
@@ -122,7 +123,6 @@ fn start(config: &ShimConfig, state: &StateDir) -> Result<Shim, ShimError> {
     } else {
         Vec::new()
     };
-    let exec_filters = filters.clone();
     let mut builder = ContainerBuilder::new(LIBCONTAINER_ID.to_string(), SyscallType::default())
         .with_root_path(state.path())?
         .with_executor(SeccompExecutor::new(filters));
@@ -139,8 +139,8 @@ fn start(config: &ShimConfig, state: &StateDir) -> Result<Shim, ShimError> {
         let (out_read, out_write) = pipe2(OFlag::O_CLOEXEC).map_err(ShimError::sys("pipe"))?;
         let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC).map_err(ShimError::sys("pipe"))?;
         builder = builder.with_stdout(out_write).with_stderr(err_write);
-        outputs.push(Output::new(out_read, Stream::Stdout, false)?);
-        outputs.push(Output::new(err_read, Stream::Stderr, false)?);
+        outputs.push((Stream::Stdout, out_read));
+        outputs.push((Stream::Stderr, err_read));
     }
     let mut stdin = None;
     if config.stdin && !config.tty {
@@ -159,8 +159,8 @@ fn start(config: &ShimConfig, state: &StateDir) -> Result<Shim, ShimError> {
         .build()?;
     let started = (|| {
         if let Some(listener) = &console {
-            let master = receive_pty_master(listener)?;
-            outputs.push(Output::new(master, Stream::Stdout, true)?);
+            // With a TTY the PTY master carries the output and takes the input.
+            outputs.push((Stream::Stdout, receive_pty_master(listener)?));
         }
         container.start()?;
         let pid = container
@@ -180,29 +180,20 @@ fn start(config: &ShimConfig, state: &StateDir) -> Result<Shim, ShimError> {
     if console.is_some() {
         let _ = fs::remove_file(state.console_socket());
     }
-    let started = match started {
-        Ok(started) => started,
+    match started {
+        Ok(started) => Ok(Created {
+            started,
+            handover: Handover {
+                listener: listener.into(),
+                outputs,
+                stdin,
+            },
+        }),
         Err(err) => {
             let _ = container.delete(true);
-            return Err(err);
+            Err(err)
         }
-    };
-    Ok(Shim {
-        cgroups_path: config.cgroups_path.clone(),
-        state: state.clone(),
-        container,
-        started,
-        signals,
-        listener,
-        outputs,
-        stdin,
-        log,
-        hierarchy,
-        filters: exec_filters,
-        exec_serial: 0,
-        tty: config.tty,
-        stdin_open: config.stdin,
-    })
+    }
 }
 
 /// libcontainer's init process opens the PTY and sends its master end over the console socket.

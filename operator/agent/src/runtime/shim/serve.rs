@@ -1,4 +1,4 @@
-//! The shim's second half: one `poll` loop over the container's output, SIGCHLD (a signalfd) and the control
+//! The monitor's work: one `poll` loop over the container's output, SIGCHLD (a signalfd) and the control
 //! socket, until the container has exited and its output is drained; then the exit is recorded.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -7,7 +7,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use libcontainer::container::Container;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -16,13 +15,11 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use seccompiler::BpfProgram;
 
 use super::ShimError;
-use crate::runtime::cgroups::Hierarchy;
 use crate::runtime::logs::{LineSplitter, LogWriter, Stream};
 use crate::runtime::protocol::{Request, Response};
-use crate::runtime::state::{ExitStatus, Started, StateDir, write_json};
+use crate::runtime::state::{ExitStatus, LIBCONTAINER_ID, Started, StateDir, write_json};
 
 /// How long output may keep coming after the container's init exited (a process that escaped its pid
 /// namespace's teardown cannot hold the shim forever).
@@ -153,7 +150,6 @@ impl Client {
 pub(crate) struct Shim {
     pub(super) cgroups_path: PathBuf,
     pub(super) state: StateDir,
-    pub(super) container: Container,
     pub(super) started: Started,
     pub(super) signals: SignalFd,
     pub(super) listener: UnixListener,
@@ -161,10 +157,6 @@ pub(crate) struct Shim {
     /// The write end of the container's stdin, held open for attach.
     pub(super) stdin: Option<OwnedFd>,
     pub(super) log: LogWriter,
-    pub(super) hierarchy: Box<dyn Hierarchy>,
-    /// The seccomp profile, for exec'd processes.
-    pub(super) filters: Vec<BpfProgram>,
-    pub(super) exec_serial: u64,
     /// The container has a PTY: its master is the output read by `outputs[0]`.
     pub(super) tty: bool,
     /// The container keeps stdin open for attached clients (the pipe in `stdin`, or the PTY).
@@ -172,10 +164,6 @@ pub(crate) struct Shim {
 }
 
 impl Shim {
-    pub(super) fn started(&self) -> &Started {
-        &self.started
-    }
-
     /// Runs until the container has exited and its exit is recorded.
     pub(super) fn serve(mut self) {
         let pid = Pid::from_raw(self.started.pid);
@@ -314,16 +302,8 @@ impl Shim {
                     Some(Response::Error("the container is not running".into()))
                 }
                 Ok(Request::Exec { args, tty }) => {
-                    self.exec_serial += 1;
                     let stdio = std::mem::take(&mut client.fds);
-                    match super::exec::exec(
-                        &self.state,
-                        &self.filters,
-                        args,
-                        tty,
-                        stdio,
-                        self.exec_serial,
-                    ) {
+                    match super::exec::spawn(&self.state, args, tty, stdio) {
                         Ok((exec_pid, master)) => {
                             client.exec = Some(exec_pid);
                             client.respond_with_fd(
@@ -411,16 +391,29 @@ impl Shim {
 
     /// Records the exit: OOM counter first (the cgroup goes next), then libcontainer's delete (cgroup and its
     /// state), the rootfs unmount, `exit.json`, and the answers to every waiting client.
+    /// libcontainer is loaded again for this only: the monitor ends right after.
     fn finish(mut self, status: WaitStatus, clients: &mut [Client]) {
-        let oom_kills = self
-            .hierarchy
-            .oom_kills(&self.cgroups_path)
-            .inspect_err(|err| tracing::warn!(%err, "reading the OOM counter"))
+        let hierarchy = crate::runtime::cgroups::detect()
+            .inspect_err(|err| tracing::warn!(%err, "reading the cgroup setup"))
+            .ok();
+        let oom_kills = hierarchy
+            .as_ref()
+            .and_then(|hierarchy| {
+                hierarchy
+                    .oom_kills(&self.cgroups_path)
+                    .inspect_err(|err| tracing::warn!(%err, "reading the OOM counter"))
+                    .ok()
+            })
             .unwrap_or(0);
-        if let Err(err) = self.container.delete(true) {
+        let deleted =
+            libcontainer::container::Container::load(self.state.path().join(LIBCONTAINER_ID))
+                .and_then(|mut container| container.delete(true));
+        if let Err(err) = deleted {
             tracing::warn!(%err, "deleting the container");
         }
-        if let Err(err) = self.hierarchy.kill_and_remove(&self.cgroups_path) {
+        if let Some(hierarchy) = &hierarchy
+            && let Err(err) = hierarchy.kill_and_remove(&self.cgroups_path)
+        {
             tracing::warn!(%err, "removing the container's cgroup");
         }
         super::create::unmount_rootfs(&self.state.rootfs());
