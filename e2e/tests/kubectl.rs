@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,20 @@ const STACK_CRD: &str = "crd/stacks.berth.dev";
 /// Oldest and newest kubectl minor versions berth promises to work with.
 const KUBECTL_MINORS: std::ops::RangeInclusive<u32> = 27..=33;
 
-/// Runs one kubectl binary against one server, with a discovery cache of its own: kubectl caches discovery per
-/// host:port under ~/.kube/cache, and a port reused from an earlier run must not answer with stale resources.
+/// The harness's kubectl (one binary against one server, with a discovery cache of its own: kubectl caches
+/// discovery per host:port under ~/.kube/cache, and a port reused from an earlier run must not answer with stale
+/// resources), and this file's shorthands.
 struct Kubectl<'a> {
-    bin: PathBuf,
+    kubectl: berth_e2e::Kubectl,
     server: &'a Server,
-    cache_dir: PathBuf,
+}
+
+impl std::ops::Deref for Kubectl<'_> {
+    type Target = berth_e2e::Kubectl;
+
+    fn deref(&self) -> &berth_e2e::Kubectl {
+        &self.kubectl
+    }
 }
 
 impl<'a> Kubectl<'a> {
@@ -36,74 +44,10 @@ impl<'a> Kubectl<'a> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let cache_dir = server.data_dir.path().join(format!("kubectl-cache-{name}"));
         Kubectl {
-            bin,
+            kubectl: berth_e2e::Kubectl::with_bin(server, bin, &name),
             server,
-            cache_dir,
         }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.bin);
-        command
-            .env("KUBECONFIG", self.server.kubeconfig())
-            .arg(format!("--cache-dir={}", self.cache_dir.display()))
-            .args(args);
-        command
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin was piped")
-                .write_all(input.as_bytes())
-                .expect("writing kubectl's stdin");
-        }
-        child.wait_with_output().expect("waiting for kubectl")
-    }
-
-    /// Runs kubectl and returns its stdout; fails the test with kubectl's stderr when kubectl fails.
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_stdin(args, None)
-    }
-
-    fn ok_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs kubectl, expects it to fail, and returns its stderr.
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success(),
-            "kubectl {} succeeded but should have failed; stdout: {}; stderr: {stderr}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        stderr
     }
 
     /// Like `fails` at `-v=6`, which logs every response's status line; asserts one of them is `status`
