@@ -163,7 +163,7 @@ pub struct DatabaseSpec {
         regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
     )]
     pub user: String,
-    /// Secret key holding the password; berth generates a Secret `<stack>-db-credentials` when unset.
+    /// Secret key holding the password, generated when unset; not `<stack>-db-credentials`, which berth makes itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
     /// The PersistentVolumeClaim holding the data directory.

@@ -148,23 +148,90 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-/// The database password to keep in the generated Secret: the one already there, or a new one. Empty when the
-/// Stack has no database or names its own Secret.
-pub async fn password(
+/// The database password, and a problem no retry fixes if there is one (as (reason, message) for the Stalled
+/// condition). Generated: the one already in berth's Secret, or a new one. Named by `passwordSecretRef`: the
+/// one in that Secret, or none when the Secret or its key is missing. Empty when the Stack has no database.
+pub async fn credentials(
     client: &Client,
     stores: &Stores,
     stack: &Stack,
     names: &Names,
     namespace: &str,
-) -> Result<String, Error> {
-    let generated = stack
-        .spec
-        .database
-        .as_ref()
-        .is_some_and(|db| db.password_secret_ref.is_none());
-    if !generated {
-        return Ok(String::new());
+) -> Result<(String, Option<(String, String)>), Error> {
+    let Some(database) = stack.spec.database.as_ref() else {
+        return Ok((String::new(), None));
+    };
+    let Some(reference) = database.password_secret_ref.as_ref() else {
+        return Ok((generated(client, stores, names, namespace).await?, None));
+    };
+    if reference.name == names.secret {
+        return Ok((
+            String::new(),
+            Some((
+                "SecretNameTaken".into(),
+                format!(
+                    "spec.database.passwordSecretRef names Secret {:?}, which berth makes for this Stack (it holds \
+                     DATABASE_URL); put the password in a Secret of another name",
+                    reference.name
+                ),
+            )),
+        ));
     }
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| Error::Read {
+            kind: "Secret",
+            name: reference.name.clone(),
+            source,
+        })?;
+    let Some(secret) = secret else {
+        return Ok((
+            String::new(),
+            Some((
+                "SecretNotFound".into(),
+                format!(
+                    "Secret {:?} named by spec.database.passwordSecretRef does not exist in namespace {namespace:?}; \
+                     create it with the password under key {:?}, or remove passwordSecretRef to let berth generate one",
+                    reference.name, reference.key
+                ),
+            )),
+        ));
+    };
+    let password = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&reference.key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&reference.key).cloned())
+        });
+    match password {
+        Some(password) => Ok((password, None)),
+        None => Ok((
+            String::new(),
+            Some((
+                "SecretKeyNotFound".into(),
+                format!(
+                    "Secret {:?} named by spec.database.passwordSecretRef has no key {:?}; add the password under that \
+                     key, or point passwordSecretRef.key at the key that holds it",
+                    reference.name, reference.key
+                ),
+            )),
+        )),
+    }
+}
+
+/// The generated password to keep: the one already in berth's Secret, or a new one.
+async fn generated(
+    client: &Client,
+    stores: &Stores,
+    names: &Names,
+    namespace: &str,
+) -> Result<String, Error> {
     let key = ObjectRef::new(&names.secret).within(namespace);
     let secret = match stores.secrets.get(&key) {
         Some(secret) => Some(secret),
@@ -184,60 +251,6 @@ pub async fn password(
         .as_deref()
         .and_then(password_in)
         .unwrap_or_else(generate_password))
-}
-
-/// A problem no retry fixes found while observing: the Secret that `passwordSecretRef` names is missing, or
-/// lacks the key. Returns (reason, message) for the Stalled condition.
-pub async fn blocking(
-    client: &Client,
-    stack: &Stack,
-    namespace: &str,
-) -> Result<Option<(String, String)>, Error> {
-    let Some(reference) = stack
-        .spec
-        .database
-        .as_ref()
-        .and_then(|db| db.password_secret_ref.as_ref())
-    else {
-        return Ok(None);
-    };
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(&reference.name)
-        .await
-        .map_err(|source| Error::Read {
-            kind: "Secret",
-            name: reference.name.clone(),
-            source,
-        })?;
-    let Some(secret) = secret else {
-        return Ok(Some((
-            "SecretNotFound".into(),
-            format!(
-                "Secret {:?} named by spec.database.passwordSecretRef does not exist in namespace {namespace:?}; \
-                 create it with the password under key {:?}, or remove passwordSecretRef to let berth generate one",
-                reference.name, reference.key
-            ),
-        )));
-    };
-    let has_key = secret
-        .data
-        .as_ref()
-        .is_some_and(|d| d.contains_key(&reference.key))
-        || secret
-            .string_data
-            .as_ref()
-            .is_some_and(|d| d.contains_key(&reference.key));
-    if !has_key {
-        return Ok(Some((
-            "SecretKeyNotFound".into(),
-            format!(
-                "Secret {:?} named by spec.database.passwordSecretRef has no key {:?}; add the password under that \
-                 key, or point passwordSecretRef.key at the key that holds it",
-                reference.name, reference.key
-            ),
-        )));
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -147,9 +147,8 @@ async fn apply(stack: &Stack, ctx: &Context, namespace: &str) -> Result<Action, 
     let names = Names::of(stack);
     let (desired, observed) = match names {
         Ok(names) => {
-            let password =
-                observe::password(&ctx.client, &ctx.stores, stack, &names, namespace).await?;
-            let blocking = observe::blocking(&ctx.client, stack, namespace).await?;
+            let (password, blocking) =
+                observe::credentials(&ctx.client, &ctx.stores, stack, &names, namespace).await?;
             match mapping::desired(stack, &password) {
                 Ok(desired) => (
                     desired,

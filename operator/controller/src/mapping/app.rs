@@ -2,11 +2,13 @@
 //! names a template, and the one-shot migration Pod that runs the template's image before the app starts.
 
 use berth_api::{MigrateSpec, Stack};
-use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, Pod, PodSpec, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, Pod, PodSpec, SecretKeySelector, Volume,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-use super::{Names, POSTGRES_PORT, REDIS_PORT, database};
+use super::{Names, REDIS_PORT, URL_KEY, database};
 
 /// The app container's name (and the migration container's).
 pub const CONTAINER: &str = "app";
@@ -23,14 +25,18 @@ fn wiring(stack: &Stack, names: &Names) -> Vec<EnvVar> {
                 ..EnvVarSource::default()
             }),
         });
-        // `$(DATABASE_PASSWORD)` is expanded by the kubelet, so the password never appears in the Pod spec.
+        // The URL lives in berth's Secret, percent-encoded there: the password never appears in the Pod spec.
         env.push(EnvVar {
             name: "DATABASE_URL".into(),
-            value: Some(format!(
-                "postgresql://{}:$(DATABASE_PASSWORD)@{}:{POSTGRES_PORT}/{}",
-                db.user, names.database, db.database_name
-            )),
-            value_from: None,
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: names.secret.clone(),
+                    key: URL_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
         });
     }
     if stack.spec.redis.is_some() {

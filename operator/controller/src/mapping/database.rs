@@ -12,23 +12,48 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{Names, PASSWORD_KEY, POSTGRES_PORT};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::{Names, PASSWORD_KEY, POSTGRES_PORT, URL_KEY};
 
 /// Where the data volume is mounted; PGDATA is a directory below it, as the official image recommends for
 /// volumes that contain a lost+found directory.
 const DATA_MOUNT: &str = "/var/lib/postgresql/data";
 const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
 
-pub fn secret(meta: ObjectMeta, password: &str) -> Secret {
+/// The Secret berth makes for the database: `DATABASE_URL` under `url`, and the password when berth generated
+/// it (`generated`).
+pub fn secret(meta: ObjectMeta, password: &str, generated: bool, url: String) -> Secret {
+    let mut data = BTreeMap::from([(URL_KEY.to_owned(), url)]);
+    if generated {
+        data.insert(PASSWORD_KEY.to_owned(), password.to_owned());
+    }
     Secret {
         metadata: meta,
         type_: Some("Opaque".to_owned()),
-        string_data: Some(BTreeMap::from([(
-            PASSWORD_KEY.to_owned(),
-            password.to_owned(),
-        )])),
+        string_data: Some(data),
         ..Secret::default()
     }
+}
+
+/// Userinfo and path segments keep RFC 3986's unreserved characters; everything else is percent-encoded, so
+/// a password with `@`, `:` or `/` cannot break the URL.
+const URL_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `DATABASE_URL`: the user, password and database name percent-encoded.
+pub fn url(names: &Names, spec: &DatabaseSpec, password: &str) -> String {
+    let escape = |text: &str| utf8_percent_encode(text, URL_ESCAPED).to_string();
+    format!(
+        "postgresql://{}:{}@{}:{POSTGRES_PORT}/{}",
+        escape(&spec.user),
+        escape(password),
+        names.database,
+        escape(&spec.database_name)
+    )
 }
 
 /// The Secret and key that hold the password: the spec's own, or the generated one.

@@ -25,6 +25,8 @@ pub const LABEL_TEMPLATE_HASH: &str = "berth.dev/template-hash";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The key of the database password in the generated Secret.
 pub const PASSWORD_KEY: &str = "password";
+/// The key of `DATABASE_URL` in the Secret berth makes for the database.
+pub const URL_KEY: &str = "url";
 
 pub const POSTGRES_PORT: i32 = 5432;
 pub const REDIS_PORT: i32 = 6379;
@@ -56,8 +58,9 @@ pub struct Desired {
     pub app_hash: String,
 }
 
-/// Maps a Stack to what it should consist of. `password` is the database password to put in the generated
-/// Secret (the reconciler keeps the one already stored, so it is stable).
+/// Maps a Stack to what it should consist of. `password` is the database password: the generated one (the
+/// reconciler keeps the one already stored, so it is stable) or the one in the Secret the spec names; empty
+/// when that Secret cannot be read.
 pub fn desired(stack: &Stack, password: &str) -> Result<Desired, MappingError> {
     let names = Names::of(stack)?;
     let owner = owner_reference(stack)?;
@@ -80,10 +83,14 @@ pub fn desired(stack: &Stack, password: &str) -> Result<Desired, MappingError> {
         app_hash: String::new(),
     };
     if let Some(database) = &spec.database {
-        if database.password_secret_ref.is_none() {
+        // Without the password (a Secret the spec names is missing) there is no URL to write yet.
+        let generated = database.password_secret_ref.is_none();
+        if generated || !password.is_empty() {
             desired.secret = Some(database::secret(
                 meta(&names.secret, COMPONENT_DATABASE),
                 password,
+                generated,
+                database::url(&names, database, password),
             ));
         }
         desired.claims.push(database::claim(

@@ -78,9 +78,20 @@ fn app_gets_database_and_redis_urls_before_its_own_env() {
         &names[..3],
         &["DATABASE_PASSWORD", "DATABASE_URL", "REDIS_URL"]
     );
+    let url = env[1]
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
     assert_eq!(
-        env[1].value.as_deref(),
-        Some("postgresql://demo:$(DATABASE_PASSWORD)@demo-db:5432/demo")
+        (url.name.as_str(), url.key.as_str()),
+        ("demo-db-credentials", URL_KEY)
+    );
+    assert_eq!(
+        d.secret.as_ref().unwrap().string_data.as_ref().unwrap()[URL_KEY],
+        "postgresql://demo:pw@demo-db:5432/demo"
     );
     assert_eq!(env[2].value.as_deref(), Some("redis://demo-redis:6379/0"));
     assert!(names.contains(&"FLASK_RUN_PORT"), "the user's env follows");
@@ -127,14 +138,24 @@ fn database_pod_follows_the_official_image_conventions() {
 }
 
 #[test]
-fn a_named_password_secret_is_used_and_none_is_generated() {
+fn a_named_password_secret_is_used_and_no_password_is_generated() {
     let mut stack = sample();
     stack.spec.database.as_mut().unwrap().password_secret_ref = Some(berth_api::SecretKeyRef {
         name: "mine".into(),
         key: "pw".into(),
     });
-    let d = desired(&stack, "unused").unwrap();
-    assert!(d.secret.is_none());
+    assert!(
+        desired(&stack, "").unwrap().secret.is_none(),
+        "no password read, no URL to write"
+    );
+    let d = desired(&stack, "theirs").unwrap();
+    let data = d.secret.unwrap().string_data.unwrap();
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        vec![URL_KEY],
+        "berth's Secret holds the URL only, not a password of its own"
+    );
+    assert_eq!(data[URL_KEY], "postgresql://demo:theirs@demo-db:5432/demo");
     let env = env_of(&d.app[0]);
     let secret = env[0]
         .value_from
@@ -235,5 +256,14 @@ fn overlong_stack_names_are_refused_with_the_limit() {
             name: "x".repeat(58),
             max: 57
         }
+    );
+}
+
+#[test]
+fn the_database_url_percent_encodes_the_password() {
+    let d = desired(&sample(), "p@ss:w/rd%?#").unwrap();
+    assert_eq!(
+        d.secret.unwrap().string_data.unwrap()[URL_KEY],
+        "postgresql://demo:p%40ss%3Aw%2Frd%25%3F%23@demo-db:5432/demo"
     );
 }
