@@ -223,3 +223,132 @@ pub fn load_average() -> String {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
+
+/// The outcome of a timed phase of API requests ([`drive`]).
+pub struct Phase {
+    pub elapsed: Duration,
+    /// Latencies of the successful requests, sorted.
+    pub latencies: Vec<Duration>,
+    pub errors: Vec<String>,
+}
+
+impl Phase {
+    /// Successful requests per second.
+    pub fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at percentile `p` (0 to 1) in milliseconds; NaN when no request succeeded.
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        ms(percentile(&self.latencies, p))
+    }
+}
+
+/// Runs `op(0..total)` with `concurrency` requests in flight, timing each one and the whole phase.
+pub async fn drive<F, Fut, E>(concurrency: usize, total: usize, op: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let next = next.clone();
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    match op(i).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(e) => errors.push(format!("request {i}: {e}")),
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = Vec::new();
+    for worker in workers {
+        match worker.await {
+            Ok((l, e)) => {
+                latencies.extend(l);
+                errors.extend(e);
+            }
+            Err(e) => errors.push(format!("a worker task failed: {e}")),
+        }
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Phase {
+        elapsed,
+        latencies,
+        errors,
+    }
+}
+
+/// Opens a client's connections before a phase is timed, so that TLS handshakes are not counted: `concurrency`
+/// × 4 requests `op` (`what` names them), which must all succeed.
+pub async fn warm_up<F, Fut, E>(what: &str, concurrency: usize, op: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    let phase = drive(concurrency, concurrency * 4, op).await;
+    ensure!(
+        phase.errors.is_empty(),
+        "warm-up {what} failed: {:?}",
+        phase.errors
+    );
+    Ok(())
+}
+
+/// Prints a line for each phase whose requests failed (`what` says which: "of the creates at c=32"), with its
+/// first three errors; an error when any request failed.
+pub fn report_failures<'a>(phases: impl IntoIterator<Item = (String, &'a Phase)>) -> Result<()> {
+    let mut failed = 0;
+    for (what, phase) in phases {
+        if phase.errors.is_empty() {
+            continue;
+        }
+        failed += phase.errors.len();
+        println!(
+            "- {} {what} failed; first: {}",
+            phase.errors.len(),
+            phase
+                .errors
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    ensure!(failed == 0, "{failed} requests failed (see above)");
+    Ok(())
+}
+
+/// VmRSS and VmHWM (its peak) of process `pid`, as /proc/<pid>/status prints them.
+pub fn rss_and_peak(pid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status
+            .lines()
+            .filter(|l| l.starts_with("VmRSS:") || l.starts_with("VmHWM:"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => format!("unknown ({e})"),
+    }
+}

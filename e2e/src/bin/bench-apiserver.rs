@@ -4,14 +4,12 @@
 //! acknowledged only once durable, so one client can go no faster than the disk syncs; concurrent clients share
 //! syncs through the store's group commit. Prints a Markdown table and exits (non-zero if any request failed).
 
-use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
+use berth_e2e::bench::{Phase, drive, load_average, report_failures, rss_and_peak, warm_up};
 use berth_e2e::{Server, workspace_bin};
 use clap::Parser;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -38,28 +36,6 @@ struct Args {
     /// Concurrency levels (requests in flight), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     concurrency: Vec<usize>,
-}
-
-/// The outcome of one timed phase.
-struct Phase {
-    elapsed: Duration,
-    /// Latencies of the successful requests, sorted.
-    latencies: Vec<Duration>,
-    errors: Vec<String>,
-}
-
-impl Phase {
-    fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies.len() - 1) as f64 * p).round() as usize;
-        self.latencies[index].as_secs_f64() * 1e3
-    }
 }
 
 struct Level {
@@ -118,18 +94,12 @@ async fn main() -> Result<()> {
 
     let mut levels = Vec::new();
     for (level, &concurrency) in args.concurrency.iter().enumerate() {
-        // Open the client's connections before timing, so TLS handshakes are not counted.
         let api = namespaces.clone();
-        let warm_up = drive(concurrency, concurrency * 4, move |_| {
+        warm_up("GETs of namespace default", concurrency, move |_| {
             let api = api.clone();
             async move { api.get("default").await.map(drop) }
         })
-        .await;
-        ensure!(
-            warm_up.errors.is_empty(),
-            "warm-up GETs of namespace default failed: {:?}",
-            warm_up.errors
-        );
+        .await?;
 
         let fsyncs_before = measure_fsyncs(&data_dir, args.fsyncs).await?;
         // Levels may repeat (`--concurrency 1,1`); each creates its own names.
@@ -195,82 +165,14 @@ async fn main() -> Result<()> {
         );
     }
     if let Some(pid) = server.pid() {
-        println!("- server memory after the run: {}", memory(pid));
+        println!("- server memory after the run: {}", rss_and_peak(pid));
     }
     println!("- load average at end: {}", load_average());
 
-    let mut failed = 0;
-    for level in &levels {
-        for (what, phase) in [("creates", &level.creates), ("GETs", &level.gets)] {
-            if !phase.errors.is_empty() {
-                failed += phase.errors.len();
-                println!(
-                    "- {} of the {what} at c={} failed; first: {}",
-                    phase.errors.len(),
-                    level.concurrency,
-                    phase
-                        .errors
-                        .iter()
-                        .take(3)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                );
-            }
-        }
-    }
-    ensure!(failed == 0, "{failed} requests failed (see above)");
-    Ok(())
-}
-
-/// Runs `op(0..total)` with `concurrency` requests in flight, timing each one and the whole phase.
-async fn drive<F, Fut>(concurrency: usize, total: usize, op: F) -> Phase
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), kube::Error>> + Send,
-{
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let next = next.clone();
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut errors = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        break;
-                    }
-                    let sent = Instant::now();
-                    match op(i).await {
-                        Ok(()) => latencies.push(sent.elapsed()),
-                        Err(e) => errors.push(format!("request {i}: {e}")),
-                    }
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(total);
-    let mut errors = Vec::new();
-    for worker in workers {
-        match worker.await {
-            Ok((l, e)) => {
-                latencies.extend(l);
-                errors.extend(e);
-            }
-            Err(e) => errors.push(format!("a worker task failed: {e}")),
-        }
-    }
-    let elapsed = start.elapsed();
-    latencies.sort_unstable();
-    Phase {
-        elapsed,
-        latencies,
-        errors,
-    }
+    report_failures(levels.iter().flat_map(|level| {
+        [("creates", &level.creates), ("GETs", &level.gets)]
+            .map(|(what, phase)| (format!("of the {what} at c={}", level.concurrency), phase))
+    }))
 }
 
 fn config_map(name: String) -> ConfigMap {
@@ -306,23 +208,4 @@ fn fsync_rate(dir: &Path, iterations: usize) -> Result<f64> {
     drop(file);
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     Ok(rate)
-}
-
-/// VmRSS and VmHWM (peak) from /proc/<pid>/status, as the kernel prints them.
-fn memory(pid: u32) -> String {
-    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(status) => status
-            .lines()
-            .filter(|l| l.starts_with("VmRSS:") || l.starts_with("VmHWM:"))
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect::<Vec<_>>()
-            .join(", "),
-        Err(e) => format!("unknown ({e})"),
-    }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|e| format!("unknown ({e})"))
 }
