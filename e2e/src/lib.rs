@@ -7,11 +7,12 @@ pub mod network;
 pub mod podman;
 pub mod registry;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a server may take to start listening.
@@ -346,6 +347,85 @@ impl Kubectl {
         } else {
             format!("{} ", self.label)
         }
+    }
+}
+
+impl Kubectl {
+    /// Starts a long-running kubectl (`get -w`) whose stdout is read line by line; killed on drop.
+    pub fn watch(&self, args: &[&str]) -> Watch {
+        let stderr = tempfile::NamedTempFile::new().expect("a file for the watch's stderr");
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr.reopen().expect("reopening the watch's stderr file"))
+            .spawn()
+            .expect("starting kubectl get -w");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+}
+
+/// A kubectl watch started by [`Kubectl::watch`]: its stdout lines, in order.
+pub struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Watch {
+    /// Every line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// Reads lines until `check` returns Some for one, failing the test (with the lines so far and kubectl's
+    /// stderr) at the deadline or when kubectl exits.
+    pub fn wait_line<T>(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        mut check: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            let left = deadline.saturating_sub(start.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = check(&line);
+                    self.seen.push(line);
+                    if let Some(value) = found {
+                        return value;
+                    }
+                }
+                Err(e) => panic!(
+                    "kubectl watch: no line with {what} ({e}); lines so far: {:#?}; stderr: {}",
+                    self.seen,
+                    std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
