@@ -3,11 +3,9 @@
 //! Every test starts its own server (own port, own data directory) and waits on conditions, never on time.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use berth_e2e::{Server, kubectl_bin, wait_for};
 use serde_json::Value;
@@ -21,12 +19,11 @@ const KUBECTL_MINORS: std::ops::RangeInclusive<u32> = 27..=33;
 /// The harness's kubectl (one binary against one server, with a discovery cache of its own: kubectl caches
 /// discovery per host:port under ~/.kube/cache, and a port reused from an earlier run must not answer with stale
 /// resources), and this file's shorthands.
-struct Kubectl<'a> {
+struct Kubectl {
     kubectl: berth_e2e::Kubectl,
-    server: &'a Server,
 }
 
-impl std::ops::Deref for Kubectl<'_> {
+impl std::ops::Deref for Kubectl {
     type Target = berth_e2e::Kubectl;
 
     fn deref(&self) -> &berth_e2e::Kubectl {
@@ -34,19 +31,18 @@ impl std::ops::Deref for Kubectl<'_> {
     }
 }
 
-impl<'a> Kubectl<'a> {
-    fn new(server: &'a Server) -> Self {
+impl Kubectl {
+    fn new(server: &Server) -> Self {
         Kubectl::with_bin(server, kubectl_bin())
     }
 
-    fn with_bin(server: &'a Server, bin: PathBuf) -> Self {
+    fn with_bin(server: &Server, bin: PathBuf) -> Self {
         let name = bin
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Kubectl {
             kubectl: berth_e2e::Kubectl::with_bin(server, bin, &name),
-            server,
         }
     }
 
@@ -117,77 +113,6 @@ impl<'a> Kubectl<'a> {
             out.contains("stack.berth.dev/demo"),
             "applying the sample printed {out}"
         );
-    }
-
-    /// Starts a long-running kubectl (a watch) whose stdout is read line by line.
-    fn spawn_watch(&self, args: &[&str]) -> Watch {
-        let stderr_path = self
-            .server
-            .data_dir
-            .path()
-            .join(format!("watch-{}.stderr", std::process::id()));
-        let stderr = std::fs::File::create(&stderr_path).expect("creating the watch's stderr file");
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("starting kubectl get -w");
-        let stdout = child.stdout.take().expect("stdout was piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Watch {
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr_path,
-        }
-    }
-}
-
-/// A `kubectl get -w` child process, killed when dropped.
-struct Watch {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stderr_path: PathBuf,
-}
-
-impl Watch {
-    /// Reads lines until one satisfies `check`, failing the test at the deadline or when kubectl exits.
-    fn wait_line<T>(&mut self, what: &str, mut check: impl FnMut(&str) -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            let left = DEADLINE.saturating_sub(start.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = check(&line);
-                    self.seen.push(line);
-                    if let Some(value) = found {
-                        return value;
-                    }
-                }
-                Err(e) => panic!(
-                    "kubectl get -w: no line with {what} ({e}); lines so far: {:#?}; stderr: {}",
-                    self.seen,
-                    std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -507,7 +432,7 @@ fn get_watch_sees_modification_and_deletion() {
         Some(&configmap_yaml("watched", &[], &[("n", "1")])),
     );
 
-    let mut watch = k.spawn_watch(&[
+    let mut watch = k.watch(&[
         "get",
         "configmap",
         "watched",
@@ -529,12 +454,12 @@ fn get_watch_sees_modification_and_deletion() {
         events.clear();
         Some(value)
     };
-    let added = watch.wait_line("the initial ADDED event", &mut event);
+    let added = watch.wait_line("the initial ADDED event", DEADLINE, &mut event);
     assert_eq!(added["type"], "ADDED", "first event: {added}");
     assert_eq!(added["object"]["metadata"]["name"], "watched");
 
     k.ok(&["label", "configmap", "watched", "changed=yes"]);
-    let modified = watch.wait_line("a MODIFIED event", &mut event);
+    let modified = watch.wait_line("a MODIFIED event", DEADLINE, &mut event);
     assert_eq!(
         modified["type"], "MODIFIED",
         "event after the label: {modified}"
@@ -543,7 +468,7 @@ fn get_watch_sees_modification_and_deletion() {
     assert!(resource_version(&modified["object"]) > resource_version(&added["object"]));
 
     k.ok(&["delete", "configmap", "watched"]);
-    let deleted = watch.wait_line("a DELETED event", &mut event);
+    let deleted = watch.wait_line("a DELETED event", DEADLINE, &mut event);
     assert_eq!(
         deleted["type"], "DELETED",
         "event after the delete: {deleted}"
@@ -558,13 +483,13 @@ fn get_watch_sees_a_new_stack() {
     k.install_crd();
     k.apply_sample();
 
-    let mut watch = k.spawn_watch(&["get", "stacks", "-w", "-o", "name", "--request-timeout=60s"]);
-    watch.wait_line("the sample Stack from the initial list", |l| {
+    let mut watch = k.watch(&["get", "stacks", "-w", "-o", "name", "--request-timeout=60s"]);
+    watch.wait_line("the sample Stack from the initial list", DEADLINE, |l| {
         (l == "stack.berth.dev/demo").then_some(())
     });
 
     k.ok_stdin(&["apply", "-f", "-"], Some(&stack_yaml("second", &[])));
-    watch.wait_line("the new Stack", |l| {
+    watch.wait_line("the new Stack", DEADLINE, |l| {
         (l == "stack.berth.dev/second").then_some(())
     });
 
@@ -576,7 +501,7 @@ fn get_watch_sees_a_new_stack() {
         "-p",
         r#"{"spec":{"app":{"replicas":2}}}"#,
     ]);
-    watch.wait_line("the patched sample Stack", |l| {
+    watch.wait_line("the patched sample Stack", DEADLINE, |l| {
         (l == "stack.berth.dev/demo").then_some(())
     });
 }
