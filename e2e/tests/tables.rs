@@ -3,12 +3,9 @@
 //! Every test starts its own server and waits on conditions, never on time.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_e2e::{Kubectl, Server};
+use berth_e2e::{Kubectl, Server, Watch};
 
 /// How long a watch may take to print an expected line.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -216,61 +213,12 @@ fn namespaces_print_status_and_age() {
     assert!(is_age(&default["AGE"]), "{rows:?}");
 }
 
-/// A `kubectl get -w` whose stdout lines arrive on a channel; killed when dropped.
-struct Watch {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Watch {
-    fn start(server: &Server, args: &[&str]) -> Watch {
-        let mut child = Kubectl::new(server)
-            .command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting kubectl get -w");
-        let stdout = child.stdout.take().expect("stdout was piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Watch {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_line(&mut self, what: &str, check: impl Fn(&[&str]) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let left = DEADLINE.saturating_sub(start.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    let cells: Vec<&str> = line.split_whitespace().collect();
-                    if check(&cells) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!("no line with {what} ({e}); lines so far: {:#?}", self.seen),
-            }
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for a row of a `kubectl get -w` whose cells satisfy `check`; returns the line.
+fn wait_row(watch: &mut Watch, what: &str, check: impl Fn(&[&str]) -> bool) -> String {
+    watch.wait_line(what, DEADLINE, |line| {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        check(&cells).then(|| line.to_owned())
+    })
 }
 
 #[test]
@@ -278,9 +226,11 @@ fn get_watch_prints_a_row_per_change() {
     let server = Server::start();
     install_stack(&server);
 
-    let mut watch = Watch::start(&server, &["get", "stacks", "-w", "--request-timeout=60s"]);
-    watch.wait_line("the header", |cells| cells == STACK_COLUMNS);
-    watch.wait_line("the sample Stack", |cells| cells.first() == Some(&"demo"));
+    let mut watch = Kubectl::new(&server).watch(&["get", "stacks", "-w", "--request-timeout=60s"]);
+    wait_row(&mut watch, "the header", |cells| cells == STACK_COLUMNS);
+    wait_row(&mut watch, "the sample Stack", |cells| {
+        cells.first() == Some(&"demo")
+    });
 
     kubectl(
         &server,
@@ -294,7 +244,7 @@ fn get_watch_prints_a_row_per_change() {
             READY_STATUS,
         ],
     );
-    let line = watch.wait_line("the Stack turning Ready", |cells| {
+    let line = wait_row(&mut watch, "the Stack turning Ready", |cells| {
         cells.len() == 5 && cells[0] == "demo" && cells[1] == "True"
     });
     assert!(line.contains("http://127.0.0.1:5500"), "{line}");
@@ -303,12 +253,12 @@ fn get_watch_prints_a_row_per_change() {
         &server,
         "apiVersion: berth.dev/v1alpha1\nkind: Stack\nmetadata: {name: second}\nspec: {app: {image: busybox}}\n",
     );
-    watch.wait_line("the new Stack", |cells| {
+    wait_row(&mut watch, "the new Stack", |cells| {
         cells.len() == 2 && cells[0] == "second" && is_age(cells[1])
     });
     assert!(
-        !watch.seen[2..].iter().any(|l| l.starts_with("NAME")),
+        !watch.seen()[2..].iter().any(|l| l.starts_with("NAME")),
         "the header is printed once: {:#?}",
-        watch.seen
+        watch.seen()
     );
 }
