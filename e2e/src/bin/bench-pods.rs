@@ -7,15 +7,15 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
-    BerthUp, Memory, POD_DEADLINE, berth_memory, load_average, ms, parent, percentile,
-    print_memory, processes, sum, wait_no_shims, wait_node_ready,
+    BerthUp, Memory, POD_DEADLINE, berth_memory, load_average, ms, percentile, print_memory, sum,
+    wait_no_shims, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
+use berth_e2e::podman::{Podman, ensure_podman, podman_version};
 use berth_e2e::registry::Registry;
 use berth_e2e::workspace_bin;
 use clap::Parser;
@@ -28,18 +28,6 @@ use tokio::sync::watch;
 
 /// The label every Pod of a run carries (its value names the run).
 const RUN_LABEL: &str = "berth-bench";
-/// podman's settings for this machine (no systemd, cgroup v1, Debian's podman), in a file of the bench's own
-/// that `CONTAINERS_CONF` points to: podman then reads no other containers.conf, and no system file changes.
-/// Debian's default ulimits are refused in this kind of VM; runc, as berth's runtime comparison uses. Network
-/// definitions go to the bench's directory rather than /etc/containers/networks.
-fn containers_conf(network_dir: &Path) -> String {
-    format!(
-        "[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\n\
-         events_logger = \"file\"\n\n[network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = {:?}\n",
-        network_dir.display().to_string()
-    )
-}
-
 #[derive(Parser)]
 #[command(about = "Pod apply → Running and memory: berth up against podman kube play")]
 struct Args {
@@ -322,200 +310,16 @@ async fn wait_tracker(
 // ---------------------------------------------------------------------------------------------------------
 // podman
 
-/// podman with its own configuration, storage, run and temporary directories and its own bridge network, so
-/// that it sees only this bench's pods, images and network. On drop it removes them and unmounts whatever is
-/// left.
-struct Podman {
-    dir: tempfile::TempDir,
-    network: String,
-}
-
-/// What podman keeps in memory for its pods.
-struct PodmanMemory {
-    conmon: Memory,
-    /// The pause containers podman adds to each pod (berth's Pods have none).
-    infra: Memory,
-    /// aardvark-dns, which serves the network's names.
-    dns: Memory,
-}
-
-impl PodmanMemory {
-    fn total(&self) -> Memory {
-        sum(&[self.conmon, self.infra, self.dns])
-    }
-}
-
-impl Podman {
-    fn new(run: &str, cidr: &str) -> Result<Podman> {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-bench-podman-")
-            .tempdir()?;
-        std::fs::write(
-            dir.path().join("containers.conf"),
-            containers_conf(&dir.path().join("networks")),
-        )?;
-        let podman = Podman {
-            dir,
-            network: format!("berth-bench-{run}"),
-        };
-        podman.run(&["network", "create", "--subnet", cidr, &podman.network])?;
-        Ok(podman)
-    }
-
-    fn command(&self) -> Command {
-        let dir = self.dir.path();
-        let mut command = Command::new("podman");
-        command
-            .env("CONTAINERS_CONF", dir.join("containers.conf"))
-            .arg("--root")
-            .arg(dir.join("root"))
-            .arg("--runroot")
-            .arg(dir.join("run"))
-            .arg("--tmpdir")
-            .arg(dir.join("tmp"))
-            .args(["--storage-driver", "overlay"]);
-        command
-    }
-
-    /// Runs `podman <args>` and returns its stdout; an error carries its stderr.
-    fn run(&self, args: &[&str]) -> Result<String> {
-        let output = self
-            .command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running podman")?;
-        ensure!(
-            output.status.success(),
-            "podman {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// `podman kube play` of a file of Pods, on the bench's network.
-    fn play(&self, yaml: &str, file: &str) -> Result<()> {
-        let path = self.dir.path().join(file);
-        std::fs::write(&path, yaml)?;
-        let path = path.to_string_lossy();
-        self.run(&[
-            "kube",
-            "play",
-            "--network",
-            &self.network,
-            "--tls-verify=false",
-            &path,
-        ])?;
-        Ok(())
-    }
-
-    /// Names of the pods podman reports Running.
-    fn running_pods(&self) -> Result<HashSet<String>> {
-        Ok(self
-            .run(&["pod", "ps", "--format", "{{.Name}} {{.Status}}"])?
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(_, status)| *status == "Running")
-            .map(|(name, _)| name.to_owned())
-            .collect())
-    }
-
-    fn wait_running(&self, names: &[String]) -> Result<Instant> {
-        let start = Instant::now();
-        loop {
-            let running = self.running_pods()?;
-            if names.iter().all(|n| running.contains(n)) {
-                return Ok(Instant::now());
-            }
-            ensure!(
-                start.elapsed() < POD_DEADLINE,
-                "podman pods not Running within {POD_DEADLINE:?}: {:?}",
-                names
-                    .iter()
-                    .filter(|n| !running.contains(*n))
-                    .collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Plays one pod, waits until podman says it runs, removes it; returns play → returned and play → Running.
-    fn run_one(&self, pod: &Pod) -> Result<(Duration, Duration)> {
-        let name = pod.name_any();
-        let yaml = serde_yaml::to_string(pod)?;
-        let start = Instant::now();
-        self.play(&yaml, &format!("{name}.yaml"))?;
-        let returned = start.elapsed();
-        let running = self.wait_running(std::slice::from_ref(&name))?;
-        self.run(&["pod", "rm", "--force", "--time", "0", &name])?;
-        Ok((returned, running.duration_since(start)))
-    }
-
-    /// podman's conmon processes for this bench's containers, the pause (infra) containers they watch, and the
-    /// network's DNS server.
-    fn memory(&self) -> PodmanMemory {
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        let all = processes();
-        let conmons: Vec<u32> = all
-            .iter()
-            .filter(|(_, argv)| {
-                argv.first().is_some_and(|a| a.ends_with("conmon"))
-                    && argv.iter().any(|a| a.contains(dir.as_str()))
-            })
-            .map(|(pid, _)| *pid)
-            .collect();
-        let mut conmon = Memory::default();
-        let mut infra = Memory::default();
-        let mut dns = Memory::default();
-        for &pid in &conmons {
-            conmon.add(pid);
-        }
-        for (pid, argv) in &all {
-            // netavark keeps aardvark-dns's configuration under /run/containers/networks whatever podman's
-            // directories; one file per network it serves.
-            let serves_ours = argv
-                .windows(2)
-                .find(|w| w[0] == "--config")
-                .is_some_and(|w| Path::new(&w[1]).join(&self.network).exists());
-            if argv.first().is_some_and(|a| a.ends_with("aardvark-dns")) && serves_ours {
-                dns.add(*pid);
-            }
-            let child_of_conmon = parent(*pid).is_some_and(|p| conmons.contains(&p));
-            let is_pause = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "catatonit");
-            if child_of_conmon && is_pause {
-                infra.add(*pid);
-            }
-        }
-        PodmanMemory { conmon, infra, dns }
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        if let Err(e) = self.run(&["pod", "rm", "--all", "--force", "--time", "0"]) {
-            eprintln!("removing podman's pods: {e:#}");
-        }
-        if let Err(e) = self.run(&["network", "rm", "--force", &self.network]) {
-            eprintln!("removing podman's network: {e:#}");
-        }
-        if let Err(e) = self.run(&["rmi", "--all", "--force"]) {
-            eprintln!("removing podman's images: {e:#}");
-        }
-        // Anything still mounted under the directory would stop its removal.
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(dir.as_str()))
-            .collect();
-        points.sort_unstable_by_key(|p| std::cmp::Reverse(p.len()));
-        for point in points {
-            let _ = Command::new("umount").args(["-l", point]).status();
-        }
-    }
+/// Plays one pod, waits until podman says it runs, removes it; returns play → returned and play → Running.
+fn podman_run_one(podman: &Podman, pod: &Pod) -> Result<(Duration, Duration)> {
+    let name = pod.name_any();
+    let yaml = serde_yaml::to_string(pod)?;
+    let start = Instant::now();
+    podman.play(&yaml, &format!("{name}.yaml"))?;
+    let returned = start.elapsed();
+    let running = podman.wait_running(std::slice::from_ref(&name), POD_DEADLINE)?;
+    podman.run(&["pod", "rm", "--force", "--time", "0", &name])?;
+    Ok((returned, running.duration_since(start)))
 }
 
 fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<Figures> {
@@ -523,16 +327,22 @@ fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<F
     let podman = Podman::new(run, &network.cidr)?;
     println!("- podman: network {} on {}", podman.network, network.cidr);
     podman
-        .run(&["pull", "--quiet", "--tls-verify=false", image])
-        .with_context(|| format!("pulling {image} from {registry}"))?;
+        .pull(image)
+        .with_context(|| format!("from {registry}"))?;
     // The first pod builds podman's pause image; it is not counted.
-    podman.run_one(&bench_pod(&format!("bench-warmup-{run}"), run, image))?;
+    podman_run_one(
+        &podman,
+        &bench_pod(&format!("bench-warmup-{run}"), run, image),
+    )?;
     let idle = podman.memory().total();
 
     let mut sequential = Vec::with_capacity(args.sequential);
     let mut returned = Vec::with_capacity(args.sequential);
     for i in 0..args.sequential {
-        let (r, s) = podman.run_one(&bench_pod(&format!("bench-seq-{run}-{i}"), run, image))?;
+        let (r, s) = podman_run_one(
+            &podman,
+            &bench_pod(&format!("bench-seq-{run}-{i}"), run, image),
+        )?;
         returned.push(r);
         sequential.push(s);
     }
@@ -549,7 +359,9 @@ fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<F
         .join("---\n");
     let start = Instant::now();
     podman.play(&yaml, "many.yaml")?;
-    let at_once = podman.wait_running(&names)?.duration_since(start);
+    let at_once = podman
+        .wait_running(&names, POD_DEADLINE)?
+        .duration_since(start);
     let memory = podman.memory();
     ensure!(
         memory.conmon.processes >= 2 * args.at_once,
@@ -574,40 +386,6 @@ fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<F
         loaded,
     })
 }
-
-/// podman, installed with apt when missing and running as root.
-fn ensure_podman() -> Result<()> {
-    let present = || {
-        Command::new("podman")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if present() {
-        return Ok(());
-    }
-    println!("- podman is missing: installing Debian's podman with apt-get");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "podman"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ensure!(
-        installed && present(),
-        "podman is needed and `apt-get install podman` failed: install it (Debian's podman, with runc)"
-    );
-    Ok(())
-}
-
-fn podman_version() -> Result<String> {
-    let output = Command::new("podman").arg("--version").output()?;
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// /proc
 
 // ---------------------------------------------------------------------------------------------------------
 // report
