@@ -836,15 +836,24 @@ fn a_burst_of_pods_deleted_at_once_leaves_no_container_state_and_no_shim() {
     assert_eq!(container_dirs(node.data_dir()).len(), PODS);
     assert_eq!(berth_e2e::bench::shims(node.data_dir()).len(), PODS);
 
-    node.server.kubectl_ok(&[
-        "delete",
-        "pods",
-        "-l",
-        "burst=yes",
-        "--grace-period=0",
-        "--force",
-        "--wait=false",
-    ]);
+    // All at once, as a client deleting many Pods does (kubectl deletes one after the other).
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async {
+        use futures::StreamExt as _;
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(node.server.client().await, "default");
+        let params = kube::api::DeleteParams::default().grace_period(0);
+        let deleted: Vec<_> = futures::stream::iter((0..PODS).map(|i| {
+            let (pods, params) = (pods.clone(), params.clone());
+            async move { pods.delete(&format!("burst-{i}"), &params).await }
+        }))
+        .buffer_unordered(PODS)
+        .collect()
+        .await;
+        for result in deleted {
+            result.expect("deleting a burst Pod");
+        }
+    });
     let mut left = (Vec::new(), Vec::new(), 0);
     let gone = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for(

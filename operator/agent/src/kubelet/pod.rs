@@ -186,7 +186,7 @@ impl Worker {
             match latest {
                 None => {
                     // Gone from the API (force-deleted, or while the agent was away): nothing to report to.
-                    self.stop_all(0).await;
+                    self.stop_and_remove_all(0).await;
                     purge(&self.ctx, &self.uid).await;
                     break;
                 }
@@ -1205,7 +1205,7 @@ impl Worker {
                     .and_then(|s| s.termination_grace_period_seconds)
             })
             .unwrap_or(DEFAULT_GRACE);
-        self.stop_all(grace).await;
+        self.stop_and_remove_all(grace).await;
         purge(&self.ctx, &self.uid).await;
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
         let params = DeleteParams {
@@ -1226,8 +1226,11 @@ impl Worker {
         }
     }
 
-    /// Stops every running container at once: preStop hook, SIGTERM, the grace period, SIGKILL.
-    async fn stop_all(&mut self, grace: i64) {
+    /// The Pod is going: stops every running container at once (preStop hook, SIGTERM, the grace period,
+    /// SIGKILL) and removes each one's runtime state as soon as it has stopped. The Killing Events go out
+    /// beside the stops rather than before them: under a burst of deletions the API writes queue up, and the
+    /// containers (and their state, which `berth down` would otherwise find) must not wait behind them.
+    async fn stop_and_remove_all(&mut self, grace: i64) {
         let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
         let mut stops = Vec::new();
         for slot in &self.slots {
@@ -1240,18 +1243,21 @@ impl Worker {
                 .and_then(|l| l.pre_stop)
                 .and_then(|h| h.exec)
                 .and_then(|e| e.command);
-            let field = slot.field_path();
-            let name = slot.name.clone();
-            self.event(
+            let announce = self.event(
                 EventType::Normal,
                 "Killing",
-                Some(field),
-                format!("Stopping container {name}"),
-            )
-            .await;
+                Some(slot.field_path()),
+                format!("Stopping container {}", slot.name),
+            );
             let runtime = self.ctx.runtime.clone();
             let id = record.id.clone();
-            stops.push(async move { stop_container(&runtime, &id, pre_stop, grace).await });
+            stops.push(async move {
+                let stop = async {
+                    stop_container(&runtime, &id, pre_stop, grace).await;
+                    remove_container(&runtime, &id).await
+                };
+                futures::future::join(announce, stop).await
+            });
         }
         futures::future::join_all(stops).await;
         for slot in &mut self.slots {
@@ -1315,6 +1321,28 @@ async fn stop_container(
         Ok(_) | Err(runtime::Error::NotFound(_)) | Err(runtime::Error::NotRunning(_)) => {}
         Err(err) => tracing::warn!(%id, error = %err, "stopping a container"),
     }
+}
+
+/// How often removing a container is tried before it is left to the next agent (or `berth down`).
+const REMOVE_ATTEMPTS: u32 = 3;
+
+/// Removes a container's runtime state (killing it if it still runs), trying again after a failure (a
+/// cgroup still busy under load); true once it is gone.
+async fn remove_container(runtime: &runtime::Runtime, id: &str) -> bool {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=REMOVE_ATTEMPTS {
+        match runtime.remove(id).await {
+            Ok(()) | Err(runtime::Error::NotFound(_)) => return true,
+            Err(err) => {
+                tracing::warn!(%id, attempt, error = %err, "removing a container");
+                if attempt < REMOVE_ATTEMPTS {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Wakes the worker when the container exits.
@@ -1447,12 +1475,20 @@ fn humanize(delay: Duration) -> String {
 
 /// Removes everything a Pod had on this node: its containers (any left running are killed), its address,
 /// veth and host ports, its network namespace, its records and its logs.
+/// A container that still cannot be removed after a few attempts keeps the Pod's records, so that the next
+/// agent (its first list purges the Pods the API no longer has) tries again: without records nothing would.
 pub(super) async fn purge(ctx: &Context, uid: &str) {
-    let records = ctx.layout.read(uid).unwrap_or_default();
+    let records = match ctx.layout.read(uid) {
+        Ok(records) => records,
+        Err(err) => {
+            tracing::error!(%uid, error = %err, "reading the Pod's records: its containers are left");
+            return;
+        }
+    };
+    let mut left = Vec::new();
     for record in &records {
-        match ctx.runtime.remove(&record.id).await {
-            Ok(()) | Err(runtime::Error::NotFound(_)) => {}
-            Err(err) => tracing::warn!(id = %record.id, error = %err, "removing a container"),
+        if !remove_container(&ctx.runtime, &record.id).await {
+            left.push(record.id.clone());
         }
     }
     if let Err(err) = ctx.volumes.cleanup(uid).await {
@@ -1469,7 +1505,11 @@ pub(super) async fn purge(ctx: &Context, uid: &str) {
         .iter()
         .map(|r| ctx.layout.pod_logs(&r.namespace, &r.pod, &r.uid))
         .collect();
-    dirs.insert(ctx.layout.pod(uid));
+    if left.is_empty() {
+        dirs.insert(ctx.layout.pod(uid));
+    } else {
+        tracing::error!(%uid, containers = ?left, "containers could not be removed; their records stay for the next agent");
+    }
     for dir in dirs {
         match tokio::fs::remove_dir_all(&dir).await {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
@@ -1495,7 +1535,52 @@ pub(super) fn purge_orphans(ctx: Arc<Context>, listed: HashSet<String>) {
             tracing::info!(%uid, "removing what a Pod deleted while the agent was away left");
             purge(&ctx, &uid).await;
         }
+        // Then containers that no Pod of the API and no record owns (left by an agent whose purge failed
+        // before records were kept): nothing else would ever remove them. Containers are listed before the
+        // records are read, and a worker records a container before creating it, so a new Pod's container
+        // always has its owner by then.
+        let containers = match ctx.runtime.list().await {
+            Ok(containers) => containers,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing the containers");
+                return;
+            }
+        };
+        let mut owners: HashSet<String> = listed.iter().map(|u| record::compact_uid(u)).collect();
+        match ctx.layout.pod_uids() {
+            Ok(uids) => owners.extend(uids.iter().map(|u| record::compact_uid(u))),
+            Err(err) => {
+                tracing::warn!(error = %err, "listing the Pod records");
+                return;
+            }
+        }
+        for id in unowned(containers.iter().map(|c| c.id.as_str()), &owners) {
+            tracing::info!(%id, "removing a container no Pod owns");
+            remove_container(&ctx.runtime, id).await;
+        }
     });
+}
+
+/// The Pod containers (runtime ids `<compact uid>-<c|i><index>-<restart>`) whose Pod is not in `owners`
+/// (compact uids). Ids of another shape are not the kubelet's and are left alone.
+fn unowned<'a>(ids: impl Iterator<Item = &'a str>, owners: &HashSet<String>) -> Vec<&'a str> {
+    ids.filter(|id| {
+        let mut parts = id.split('-');
+        let (Some(uid), Some(slot), Some(restart), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let pod_container = uid.len() == 32
+            && uid.chars().all(|c| c.is_ascii_alphanumeric())
+            && slot.len() > 1
+            && slot.starts_with(['c', 'i'])
+            && slot[1..].chars().all(|c| c.is_ascii_digit())
+            && !restart.is_empty()
+            && restart.chars().all(|c| c.is_ascii_digit());
+        pod_container && !owners.contains(uid)
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -1656,6 +1741,24 @@ mod tests {
             Some("Running")
         );
         serve.abort();
+    }
+
+    #[test]
+    fn containers_of_no_known_pod_are_unowned() {
+        let kept = "0f3d5b7a-1111-4222-8333-944455556666";
+        let gone = "aaaabbbb-cccc-4ddd-8eee-ffff00001111";
+        let owners: HashSet<String> = [record::compact_uid(kept)].into();
+        let ids = [
+            record::container_id(kept, false, 0, 0),
+            record::container_id(gone, true, 0, 2),
+            record::container_id(gone, false, 1, 0),
+            "bench-runc-1".to_owned(),
+            format!("{}-x0-0", record::compact_uid(gone)),
+        ];
+        assert_eq!(
+            unowned(ids.iter().map(String::as_str), &owners),
+            vec![ids[1].as_str(), ids[2].as_str()]
+        );
     }
 
     #[test]
