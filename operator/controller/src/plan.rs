@@ -291,7 +291,8 @@ fn single(
     let status = match existing {
         Some(pod) if deleting(pod) => progressing(false, format!("{what} Pod is being replaced")),
         Some(pod) if !same_spec(pod, desired) => {
-            let verdict = if check::needed(pod, desired, &[]) {
+            // A Pod that does not serve (still starting, or broken itself) has nothing to protect.
+            let verdict = if pod_ready(pod) && check::needed(pod, desired, &[]) {
                 let probe = check::pod(desired, component, name(desired), &[], node(pod));
                 work.check(probe, what, field)
             } else {
@@ -627,7 +628,8 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
             {
                 let new_only: Vec<ContainerPort> =
                     new_ports.iter().filter(|p| !held(p)).cloned().collect();
-                let verdict = if check::needed(first_old, new, &new_only) {
+                let serving = live_old.iter().any(|p| pod_ready(p));
+                let verdict = if serving && check::needed(first_old, new, &new_only) {
                     let probe = check::pod(new, COMPONENT_APP, &names.app, &new_only, None);
                     work.check(probe, "app", "spec.app.image")
                 } else {

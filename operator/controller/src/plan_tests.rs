@@ -400,6 +400,20 @@ fn a_database_image_that_cannot_be_pulled_stalls_and_keeps_the_running_database(
 }
 
 #[test]
+fn a_database_that_never_served_is_replaced_without_a_check() {
+    let mut stack = sample();
+    stack.spec.database.as_mut().unwrap().image = "postgres:nope".into();
+    let d = desired(&stack, "pw").unwrap();
+    let mut pods = infra(&stack, &d);
+    pods[0] = running(pods[0].clone(), false, "Pending");
+    stack.spec.database.as_mut().unwrap().image = "postgres:16".into();
+    let fixed = desired(&stack, "pw").unwrap();
+    let p = plan(&stack, &fixed, &observed(pods), &now());
+    assert_eq!(deleted_pods(&p), vec!["demo-db"]);
+    assert!(check_of(&p).is_none());
+}
+
+#[test]
 fn a_redis_image_is_checked_too() {
     let mut stack = sample();
     let d = desired(&stack, "pw").unwrap();
