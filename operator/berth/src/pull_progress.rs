@@ -12,6 +12,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How many hex digits of a digest name a layer, as in `docker pull`.
 const SHORT: usize = 12;
+/// A layer's row on a terminal; sizes in decimal units, as the plain lines and `docker pull` print them.
+const LAYER_TEMPLATE: &str = "{prefix}: {msg:<17} [{bar:30}] {decimal_bytes}/{decimal_total_bytes}";
 
 /// Draws a pull's [`PullEvent`]s; shared with the pulling task through [`PullProgress::report`].
 pub struct PullProgress {
@@ -170,7 +172,7 @@ fn short(digest: &Digest) -> String {
 fn layer_style() -> ProgressStyle {
     // The template is a constant that indicatif parses the same way every time; fall back to the default
     // bar rather than fail a pull over drawing.
-    ProgressStyle::with_template("{prefix}: {msg:<17} [{bar:30}] {bytes}/{total_bytes}")
+    ProgressStyle::with_template(LAYER_TEMPLATE)
         .map(|style| style.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
@@ -207,6 +209,11 @@ mod tests {
         });
         assert_eq!(state.layers[&digest].status, "Pull complete");
         assert!(state.downloaded);
+    }
+
+    #[test]
+    fn the_layer_template_parses() {
+        assert!(ProgressStyle::with_template(LAYER_TEMPLATE).is_ok());
     }
 
     #[test]
