@@ -2,6 +2,7 @@
 //! .cache/images) served from a registry of the test's own, and the demo app seen through HTTP (its `/health`,
 //! the visit count each page load shows).
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -119,4 +120,21 @@ pub fn visit_count(page: &str) -> u64 {
         .and_then(|(_, rest)| rest.split_once("</strong>"))
         .and_then(|(count, _)| count.parse().ok())
         .unwrap_or_else(|| panic!("the page shows a visit count: {page}"))
+}
+
+/// The heading of the demo page, and what [`edit_heading`] changes it to.
+pub const HEADING: &str = "<h1>Hello from berth</h1>";
+pub const EDITED_HEADING: &str = "<h1>Hello from an edited berth</h1>";
+
+/// Edits a copy of the app's source (its `app.py`, never the checkout's) so that the page shows
+/// [`EDITED_HEADING`]: what a developer's edit looks like to the dev overlay's reloader.
+pub fn edit_heading(app_py: &Path) {
+    let source = std::fs::read_to_string(app_py).expect("reading the copy of app.py");
+    assert!(
+        source.contains(HEADING),
+        "{} shows {HEADING}",
+        app_py.display()
+    );
+    std::fs::write(app_py, source.replace(HEADING, EDITED_HEADING))
+        .expect("editing the copy of app.py");
 }

@@ -15,7 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_e2e::bench::{processes, shims};
-use berth_e2e::demo::{Images, http_get, visit, wait_healthy};
+use berth_e2e::demo::{
+    EDITED_HEADING, HEADING, Images, edit_heading, http_get, visit, wait_healthy,
+};
 use berth_e2e::network::TestNetwork;
 use berth_e2e::{
     Kubectl, Server, berth_bin, berth_down, free_port, output_text, unique, wait_every,
@@ -277,7 +279,7 @@ fn make_up_serves_the_demo_twice_without_duplicates_dev_overlay_reloads_edits_an
     );
     wait_healthy(&up.url(), STEP);
     let (_, page) = visit(&up.url());
-    assert!(page.contains("<h1>Hello from berth</h1>"), "{page}");
+    assert!(page.contains(HEADING), "{page}");
 
     // The app Pod's uid and its container's restarts: a reload inside the container changes neither.
     let app_pod = || {
@@ -289,16 +291,10 @@ fn make_up_serves_the_demo_twice_without_duplicates_dev_overlay_reloads_edits_an
     let before_edit = app_pod();
 
     let app_py = source.join("app.py");
-    let edited = fs::read_to_string(&app_py)
-        .expect("reading the copy of app.py")
-        .replace(
-            "<h1>Hello from berth</h1>",
-            "<h1>Hello from an edited berth</h1>",
-        );
-    fs::write(&app_py, edited).expect("editing the copy of app.py");
+    edit_heading(&app_py);
     wait_every("the page to show the edit", STEP, POLL, || {
         http_get(None, &format!("{}/", up.url()))
-            .filter(|(status, page)| *status == 200 && page.contains("an edited berth"))
+            .filter(|(status, page)| *status == 200 && page.contains(EDITED_HEADING))
     });
     assert_eq!(
         app_pod(),
@@ -318,7 +314,7 @@ fn make_up_serves_the_demo_twice_without_duplicates_dev_overlay_reloads_edits_an
     let checkout = fs::read_to_string(Server::repo_root().join("examples/flask-app/app.py"))
         .expect("the checkout's app.py");
     assert!(
-        !checkout.contains("an edited berth"),
+        !checkout.contains(EDITED_HEADING),
         "the checkout is untouched"
     );
 

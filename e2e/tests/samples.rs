@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use berth_e2e::demo::{Images, http_get, visit_count};
+use berth_e2e::demo::{EDITED_HEADING, HEADING, Images, edit_heading, http_get, visit_count};
 use berth_e2e::{Kubectl, Server, kubectl_bin, unique, wait_for};
 use serde_json::{Value, json};
 
@@ -594,18 +594,12 @@ fn demo_images_run_postgres_redis_and_the_app_under_runc() {
         sandbox.get("http://127.0.0.1:5500/")
     });
     assert_eq!(status, 200, "{page} (log: {})", sandbox.log("app-dev"));
-    assert!(page.contains("<h1>Hello from berth</h1>"), "{page}");
-    let edited = fs::read_to_string(&app_py)
-        .expect("reading app.py")
-        .replace(
-            "<h1>Hello from berth</h1>",
-            "<h1>Hello from an edited berth</h1>",
-        );
-    fs::write(&app_py, edited).expect("editing app.py");
+    assert!(page.contains(HEADING), "{page}");
+    edit_heading(&app_py);
     wait_for("the reloaded app to serve the edit", DEADLINE, || {
         sandbox
             .get("http://127.0.0.1:5500/")
-            .filter(|(status, page)| *status == 200 && page.contains("an edited berth"))
+            .filter(|(status, page)| *status == 200 && page.contains(EDITED_HEADING))
     });
     assert!(
         sandbox.log("app-dev").contains("Debugger is active"),
