@@ -41,8 +41,8 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(test: &str) -> Option<Demo> {
-        let images = Images::start()?;
+    fn start(test: &str) -> Demo {
+        let images = Images::start();
         let node = unique(test);
         let server = Server::start_up(&["--node-name", &node]);
         let demo = Demo {
@@ -68,7 +68,7 @@ impl Demo {
             "crd/stacks.berth.dev",
             "--timeout=60s",
         ]);
-        Some(demo)
+        demo
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
@@ -306,9 +306,7 @@ fn assert_started_in_order(demo: &Demo, stack: &str, app: &Value) {
 
 #[test]
 fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retained_deletion() {
-    let Some(demo) = Demo::start("demo") else {
-        return;
-    };
+    let demo = Demo::start("demo");
     let port = free_port();
     let manifest = demo_stack("shop", &demo.images.addr, port, "Retain");
     let base = format!("http://127.0.0.1:{port}");
@@ -488,9 +486,7 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
 
 #[test]
 fn a_bad_image_stalls_the_stack_until_fixed_and_delete_policy_removes_its_data() {
-    let Some(demo) = Demo::start("demo-stall") else {
-        return;
-    };
+    let demo = Demo::start("demo-stall");
     let mut manifest = demo_stack("broken", &demo.images.addr, free_port(), "Delete");
     let good = manifest["spec"]["database"]["image"].clone();
     let bad = format!("{}/berth/postgres:no-such-tag", demo.images.addr);

@@ -209,9 +209,7 @@ fn app_source_copy(dir: &Path) -> PathBuf {
 #[test]
 fn make_up_serves_the_demo_twice_without_duplicates_dev_overlay_reloads_edits_and_make_down_removes_everything()
  {
-    let Some(images) = Images::start() else {
-        return;
-    };
+    let images = Images::start();
     let up = MakeUp::new(images);
 
     // The first run: berth started, the Stack Ready, the URL and the kubectl commands printed.

@@ -86,11 +86,7 @@ async fn main() -> Result<()> {
         )
     })?;
     ensure_podman()?;
-    let Some(images) = Images::start() else {
-        bail!(
-            "the demo images cannot be built here (debootstrap cannot reach Debian): nothing to measure"
-        );
-    };
+    let images = Images::start();
     let run = format!("{:x}", std::process::id());
 
     println!("Demo stack benchmark: berth up against podman kube play, and make up");
