@@ -1,11 +1,11 @@
 //! What the benchmark commands share: `berth up` on a network of its own, the memory of a set of processes
-//! (RSS and PSS from /proc), percentiles, and the machine's load.
+//! (RSS and PSS from /proc), percentiles, the machine's load, and a Pod's process and network namespace.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
@@ -63,6 +63,8 @@ pub fn ms(d: Duration) -> f64 {
 pub struct BerthUp {
     pub server: Server,
     pub bin: PathBuf,
+    /// Its bridge and Pod CIDR; the bridge's address is the Pods' gateway and DNS server.
+    pub network: TestNetwork,
 }
 
 impl BerthUp {
@@ -80,6 +82,7 @@ impl BerthUp {
         BerthUp {
             server: Server::start_command(bin.to_owned(), &command),
             bin: bin.to_owned(),
+            network,
         }
     }
 }
@@ -222,6 +225,69 @@ pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// The process a Pod's container runs (the child of its shim, which is a child subreaper), found by the Pod's
+/// uid: container ids start with the uid's alphanumeric characters.
+pub fn pod_process(data_dir: &Path, pod_uid: &str) -> Option<u32> {
+    let compact: String = pod_uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let all = processes();
+    let shim = all.iter().find_map(|(pid, argv)| {
+        let ours = argv.get(1).is_some_and(|a| a == "shim")
+            && argv.iter().any(|a| {
+                Path::new(a).starts_with(data_dir)
+                    && Path::new(a)
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&compact))
+            });
+        ours.then_some(*pid)
+    })?;
+    all.iter()
+        .map(|(pid, _)| *pid)
+        .find(|pid| parent(*pid) == Some(shim))
+}
+
+/// Runs `work` on a thread of its own that has joined the network namespace of process `pid` (setns changes
+/// the calling thread only, so the bench's other threads stay in the host's namespace).
+pub fn in_netns_of<T: Send + 'static>(
+    pid: u32,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let path = format!("/proc/{pid}/ns/net");
+    let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering {path}"))?;
+        work()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread in process {pid}'s network namespace panicked"))?
+}
+
+/// Benches start containers and networks: they run as root.
+pub fn ensure_root() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    ensure!(
+        std::fs::metadata("/proc/self")?.uid() == 0,
+        "run as root: the bench starts containers and Pod networks"
+    );
+    Ok(())
+}
+
+/// The `berth` binary a bench runs: the one given (`--berth-bin`, `$BERTH_BIN`) or the workspace's release
+/// build, made absolute; when it is not there, an error that says how to build it.
+pub fn release_berth(given: Option<PathBuf>) -> Result<PathBuf> {
+    let bin = given.unwrap_or_else(|| crate::workspace_bin("release"));
+    bin.canonicalize().with_context(|| {
+        format!(
+            "{} is not there: build it with `cargo build --release -p berth -p berth-e2e --bins`, or pass \
+             --berth-bin",
+            bin.display()
+        )
+    })
 }
 
 /// The outcome of a timed phase of API requests ([`drive`]).
