@@ -155,6 +155,28 @@ pub async fn wait_no_shims(data_dir: &Path) -> Result<()> {
     }
 }
 
+/// Waits until the agent has cleaned up after every deleted Pod: no container state under `<data>/c` and no Pod
+/// record under `<data>/agent/pods`. Both go a little after the shims exit (the Pods' network is detached one
+/// Pod at a time), so a bench that stops `berth up` once the shims are gone would leave them to `berth down`.
+pub async fn wait_agent_clean(data_dir: &Path) -> Result<()> {
+    let entries = |dir: PathBuf| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let start = Instant::now();
+    loop {
+        let (containers, pods) = (
+            entries(data_dir.join("c")),
+            entries(data_dir.join("agent/pods")),
+        );
+        if containers == 0 && pods == 0 {
+            return Ok(());
+        }
+        ensure!(
+            start.elapsed() < POD_DEADLINE,
+            "{containers} containers' state and {pods} Pod records left {POD_DEADLINE:?} after their Pods were deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `berth up` and its shims, apart.
 pub fn berth_memory(up: u32, data_dir: &Path) -> (Memory, Memory) {
     let mut process = Memory::default();

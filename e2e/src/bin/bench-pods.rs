@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
     BerthUp, Memory, POD_DEADLINE, berth_memory, load_average, ms, percentile, print_memory, sum,
-    wait_no_shims, wait_node_ready,
+    wait_agent_clean, wait_no_shims, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::podman::{Podman, ensure_podman, podman_version};
@@ -244,6 +244,7 @@ async fn bench_berth(bin: &Path, run: &str, image: &str, args: &Args) -> Result<
     })
     .await?;
     wait_no_shims(&data_dir).await?;
+    wait_agent_clean(&data_dir).await?;
     watching.abort();
     drop(up);
     Ok(Figures {
