@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
 KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
 
-.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods
+.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods bench-demo
 
 deps:
 	@scripts/deps.sh
@@ -44,7 +44,7 @@ test: deps lint
 crds:
 	BERTH_UPDATE_CRDS=1 cargo test -p berth-api committed_crd_files_match_the_types
 
-bench: bench-apiserver bench-runtime bench-pods
+bench: bench-apiserver bench-runtime bench-pods bench-demo
 
 bench-runtime: deps
 	@scripts/test-deps.sh
@@ -60,3 +60,9 @@ bench-pods: deps
 	@scripts/test-deps.sh
 	cargo build --release -p berth -p berth-e2e --bins
 	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-pods
+
+# The demo stack on berth up against the same Pods with podman kube play, and make up from a warm cache.
+bench-demo: deps
+	@scripts/test-deps.sh
+	cargo build --release -p berth -p berth-e2e --bins
+	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-demo
