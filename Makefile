@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
 KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
 
-.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods bench-demo
+.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods bench-demo bench-network
 
 deps:
 	@scripts/deps.sh
@@ -44,7 +44,7 @@ test: deps lint
 crds:
 	BERTH_UPDATE_CRDS=1 cargo test -p berth-api committed_crd_files_match_the_types
 
-bench: bench-apiserver bench-runtime bench-pods bench-demo
+bench: bench-apiserver bench-runtime bench-pods bench-demo bench-network
 
 bench-runtime: deps
 	@scripts/test-deps.sh
@@ -66,3 +66,9 @@ bench-demo: deps
 	@scripts/test-deps.sh
 	cargo build --release -p berth -p berth-e2e --bins
 	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-demo
+
+# Pod network setup against iproute2, DNS from a Pod against dnsmasq, hostPort proxy against the Pod IP.
+bench-network: deps
+	@scripts/test-deps.sh
+	cargo build --release -p berth -p berth-e2e --bins
+	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-network
