@@ -10,6 +10,7 @@ mod backoff;
 mod container;
 mod down;
 pub mod env;
+mod lifecycle;
 mod lookup;
 mod node;
 mod pod;

@@ -24,6 +24,7 @@ use super::Context;
 use super::backoff::Backoff;
 use super::container::{self, Placement};
 use super::env::{self, Sources};
+use super::lifecycle::{Hook, HookRun};
 use super::lookup::Entry;
 use super::probe::{ProbeEvent, ProbeHandle, ProbeTarget};
 use super::record::{self, Record};
@@ -431,10 +432,68 @@ impl Worker {
                     .and_then(|s| s.termination_grace_period_seconds)
                     .unwrap_or(DEFAULT_GRACE);
                 let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-                let runtime = self.ctx.runtime.clone();
-                tokio::spawn(async move { stop_container(&runtime, &id, None, grace).await });
+                let pre_stop = self.hook_run(&self.slots[i], Hook::PreStop);
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move { stop_container(&ctx, &id, pre_stop, grace).await });
             }
         }
+    }
+
+    /// Slot `i`'s `hook` handler, when its container has one, ready to run against its running attempt.
+    fn hook_run(&self, slot: &Slot, hook: Hook) -> Option<HookRun> {
+        let spec = self.spec_of(slot)?;
+        let lifecycle = spec.lifecycle?;
+        let handler = match hook {
+            Hook::PostStart => lifecycle.post_start?,
+            Hook::PreStop => lifecycle.pre_stop?,
+        };
+        let record = slot.record.as_ref()?;
+        let mut reference: ObjectReference = self.pod.object_ref(&());
+        reference.field_path = Some(slot.field_path());
+        Some(HookRun {
+            hook,
+            handler,
+            container: spec.name,
+            pod: format!("{}/{}", self.namespace(), self.name()),
+            ports: spec.ports.unwrap_or_default(),
+            target: ProbeTarget {
+                container_id: record.id.clone(),
+                netns: self.netns.clone(),
+                pod_ip: self.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                started_at: slot.started_at.unwrap_or_else(jiff::Timestamp::now),
+            },
+            reference,
+        })
+    }
+
+    /// Runs slot `i`'s postStart hook, if any, right after its container started; the worker (and so the
+    /// container's Running status) waits for it, as upstream's. A failure kills the container
+    /// (FailedPostStartHook), whose exit then goes through the restart policy.
+    async fn post_start(&mut self, i: usize) {
+        let Some(run) = self.hook_run(&self.slots[i], Hook::PostStart) else {
+            return;
+        };
+        let Err(message) = run.run(&self.ctx.prober, Duration::MAX).await else {
+            return;
+        };
+        tracing::warn!(id = %run.target.container_id, %message, "postStart hook failed");
+        publish_event(
+            &self.ctx,
+            run.reference.clone(),
+            EventType::Warning,
+            run.hook.failed_reason(),
+            message,
+        )
+        .await;
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE);
+        let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        let pre_stop = self.hook_run(&self.slots[i], Hook::PreStop);
+        stop_container(&self.ctx, &run.target.container_id, pre_stop, grace).await;
     }
 
     /// Tells the kubelet endpoint which runtime container and log file each container is, and was.
@@ -884,7 +943,6 @@ impl Worker {
                 slot.started_at = Some(handle.started_at);
                 slot.waiting = None;
                 watch_exit(&self.ctx, &id, self.wake_sender.clone());
-                self.watch_probes(i);
                 self.event(
                     EventType::Normal,
                     "Created",
@@ -899,6 +957,8 @@ impl Worker {
                     format!("Started container {}", spec.name),
                 )
                 .await;
+                self.post_start(i).await;
+                self.watch_probes(i);
             }
             Err(err) => {
                 let message = err.to_string();
@@ -1237,24 +1297,19 @@ impl Worker {
             let (Some(record), true) = (&slot.record, slot.running) else {
                 continue;
             };
-            let pre_stop = self
-                .spec_of(slot)
-                .and_then(|c| c.lifecycle)
-                .and_then(|l| l.pre_stop)
-                .and_then(|h| h.exec)
-                .and_then(|e| e.command);
+            let pre_stop = self.hook_run(slot, Hook::PreStop);
             let announce = self.event(
                 EventType::Normal,
                 "Killing",
                 Some(slot.field_path()),
                 format!("Stopping container {}", slot.name),
             );
-            let runtime = self.ctx.runtime.clone();
+            let ctx = self.ctx.clone();
             let id = record.id.clone();
             stops.push(async move {
                 let stop = async {
-                    stop_container(&runtime, &id, pre_stop, grace).await;
-                    remove_container(&runtime, &id).await
+                    stop_container(&ctx, &id, pre_stop, grace).await;
+                    remove_container(&ctx.runtime, &id).await
                 };
                 futures::future::join(announce, stop).await
             });
@@ -1268,16 +1323,27 @@ impl Worker {
     async fn event(&self, type_: EventType, reason: &str, field: Option<String>, note: String) {
         let mut reference: ObjectReference = self.pod.object_ref(&());
         reference.field_path = field;
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: reason.to_owned(),
-            secondary: None,
-        };
-        if let Err(err) = self.ctx.recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %err, reason, "publishing an event");
-        }
+        publish_event(&self.ctx, reference, type_, reason, note).await;
+    }
+}
+
+/// An Event about `reference` (the Pod, or one of its containers by field path).
+async fn publish_event(
+    ctx: &Context,
+    reference: ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+        tracing::debug!(error = %err, reason, "publishing an event");
     }
 }
 
@@ -1295,29 +1361,19 @@ async fn write_pod_status(
         .await
 }
 
-/// preStop (within the grace period), then the runtime's SIGTERM, rest of the grace period, SIGKILL.
-async fn stop_container(
-    runtime: &runtime::Runtime,
-    id: &str,
-    pre_stop: Option<Vec<String>>,
-    grace: Duration,
-) {
+/// The preStop hook (exec, httpGet or sleep, within the grace period: its time counts), then the runtime's
+/// SIGTERM, the rest of the grace period, SIGKILL. A failing hook is a FailedPreStopHook Event; the stop goes on.
+async fn stop_container(ctx: &Context, id: &str, pre_stop: Option<HookRun>, grace: Duration) {
     let began = Instant::now();
-    if let Some(command) = pre_stop.filter(|c| !c.is_empty()) {
-        let hook = async {
-            match runtime.exec(id, command, false).await {
-                Ok(process) => {
-                    let _ = process.wait().await;
-                }
-                Err(err) => tracing::warn!(%id, error = %err, "preStop hook"),
-            }
-        };
-        if tokio::time::timeout(grace, hook).await.is_err() {
-            tracing::warn!(%id, "preStop hook still running at the end of the grace period");
-        }
+    if let Some(run) = pre_stop
+        && let Err(message) = run.run(&ctx.prober, grace).await
+    {
+        tracing::warn!(%id, %message, "preStop hook failed");
+        let reason = run.hook.failed_reason();
+        publish_event(ctx, run.reference, EventType::Warning, reason, message).await;
     }
     let left = grace.saturating_sub(began.elapsed());
-    match runtime.stop(id, left).await {
+    match ctx.runtime.stop(id, left).await {
         Ok(_) | Err(runtime::Error::NotFound(_)) | Err(runtime::Error::NotRunning(_)) => {}
         Err(err) => tracing::warn!(%id, error = %err, "stopping a container"),
     }

@@ -28,7 +28,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Probe};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -211,9 +211,9 @@ impl Prober {
         let netns = target.netns.as_deref();
         if let Some(action) = &probe.exec {
             let command = action.command.clone().unwrap_or_default();
-            exec::probe(&self.runtime, &target.container_id, command, timeout).await
+            self.exec(&target.container_id, command, timeout).await
         } else if let Some(action) = &probe.http_get {
-            http::probe(action, ports, default_host, netns, timeout).await
+            self.http_get(action, ports, target, timeout).await
         } else if let Some(action) = &probe.tcp_socket {
             tcp::probe(action, ports, default_host, netns, timeout).await
         } else if let Some(action) = &probe.grpc {
@@ -221,6 +221,39 @@ impl Prober {
         } else {
             Outcome::Failure("missing probe handler".into())
         }
+    }
+}
+
+impl Prober {
+    /// Runs `command` in the container, as an exec probe does (lifecycle hooks share it): exit 0 is a success,
+    /// otherwise the output is the failure; killed at `timeout`.
+    pub async fn exec(
+        &self,
+        container_id: &str,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> Outcome {
+        exec::probe(&self.runtime, container_id, command, timeout).await
+    }
+
+    /// One GET as an httpGet probe does it (lifecycle hooks share it), from inside the target's network
+    /// namespace, to the Pod IP unless the action names a host.
+    pub async fn http_get(
+        &self,
+        action: &HTTPGetAction,
+        ports: &[ContainerPort],
+        target: &ProbeTarget,
+        timeout: Duration,
+    ) -> Outcome {
+        let default_host = target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        http::probe(
+            action,
+            ports,
+            default_host,
+            target.netns.as_deref(),
+            timeout,
+        )
+        .await
     }
 }
 
