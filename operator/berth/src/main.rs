@@ -61,6 +61,23 @@ impl NetworkArgs {
     }
 }
 
+/// Where the node's images come from.
+#[derive(clap::Args, Clone)]
+struct RegistryArgs {
+    /// A registry (HOST or HOST:PORT, as in the image reference) that the agent may reach over plain http;
+    /// repeat it for several. Loopback registries always may.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+}
+
+impl RegistryArgs {
+    fn apply(&self, config: &mut berth_agent::kubelet::Config) {
+        config
+            .insecure_registries
+            .clone_from(&self.insecure_registries);
+    }
+}
+
 /// `berth up`: the API server's flags and the control plane's.
 #[derive(clap::Args, Clone)]
 struct UpArgs {
@@ -77,6 +94,8 @@ struct UpArgs {
     kubelet_listen: SocketAddr,
     #[command(flatten)]
     network: NetworkArgs,
+    #[command(flatten)]
+    registries: RegistryArgs,
     /// Run no node agent here (as k3s's `server --disable-agent`): this machine is not a Node, and Pods wait
     /// for an agent elsewhere (`berth agent`) to register one.
     #[arg(long)]
@@ -108,6 +127,8 @@ struct AgentArgs {
     apiserver_data_dir: Option<PathBuf>,
     #[command(flatten)]
     network: NetworkArgs,
+    #[command(flatten)]
+    registries: RegistryArgs,
 }
 
 /// `berth controller`: where the API is, and how this replica runs.
@@ -390,6 +411,7 @@ fn agent(args: AgentArgs) -> Result<()> {
             .unwrap_or_else(berth_agent::kubelet::default_node_name);
         let mut config = berth_agent::kubelet::Config::new(args.data_dir, node.clone());
         args.network.apply(&mut config)?;
+        args.registries.apply(&mut config);
         if let Some(pki_dir) = &args.apiserver_data_dir {
             config.server = Some(kubelet_server(pki_dir, &node, args.kubelet_listen)?);
         }
@@ -531,6 +553,7 @@ async fn start_agent(
         .unwrap_or_else(berth_agent::kubelet::default_node_name);
     let mut config = berth_agent::kubelet::Config::new(data_dir.clone(), node.clone());
     up.network.apply(&mut config)?;
+    up.registries.apply(&mut config);
     config.server = Some(kubelet_server(&data_dir, &node, up.kubelet_listen)?);
     Ok(tokio::spawn(async move {
         let shutdown = async {
