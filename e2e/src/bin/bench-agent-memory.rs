@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use berth_e2e::bench::{
-    BerthUp, Memory, POD_DEADLINE, load_average, print_memory, shims, sum, wait_no_shims,
-    wait_node_ready,
+    BerthUp, Memory, POD_DEADLINE, ensure_root, load_average, print_memory, release_berth, shims,
+    sum, wait_no_shims, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::registry::Registry;
-use berth_e2e::workspace_bin;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
@@ -170,17 +169,8 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("--agent-env {kv:?} is not KEY=VALUE"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bin = args
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| workspace_bin("release"));
-    let bin = bin.canonicalize().with_context(|| {
-        format!(
-            "{} is not there: build it with `cargo build --release -p berth -p berth-e2e --bins`, or pass \
-             --berth-bin",
-            bin.display()
-        )
-    })?;
+    ensure_root()?;
+    let bin = release_berth(args.berth_bin.clone())?;
     println!("- load average at start: {}", load_average());
     println!("- berth: {}", bin.display());
     let registry = Registry::start();

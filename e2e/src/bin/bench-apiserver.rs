@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use berth_e2e::bench::{Phase, drive, load_average, report_failures, rss_and_peak, warm_up};
-use berth_e2e::{Server, workspace_bin};
+use berth_e2e::Server;
+use berth_e2e::bench::{
+    Phase, drive, load_average, release_berth, report_failures, rss_and_peak, warm_up,
+};
 use clap::Parser;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
@@ -64,16 +66,7 @@ async fn main() -> Result<()> {
         !args.concurrency.contains(&0),
         "--concurrency levels must be positive"
     );
-    let bin = args
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| workspace_bin("release"));
-    let bin = bin.canonicalize().with_context(|| {
-        format!(
-            "{} is not there: build it with `cargo build --release -p berth`, or pass --berth-bin",
-            bin.display()
-        )
-    })?;
+    let bin = release_berth(args.berth_bin.clone())?;
 
     let server = Server::start_bin(bin.clone());
     let data_dir = server.data_dir.path().to_owned();

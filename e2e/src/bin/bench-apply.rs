@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
-use berth_e2e::bench::{Phase, drive, load_average, report_failures, rss_and_peak, warm_up};
-use berth_e2e::{Server, workspace_bin};
+use berth_e2e::Server;
+use berth_e2e::bench::{
+    Phase, drive, load_average, release_berth, report_failures, rss_and_peak, warm_up,
+};
 use clap::Parser;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -90,15 +92,7 @@ async fn main() -> Result<()> {
         !args.concurrency.contains(&0),
         "--concurrency levels must be positive"
     );
-    let bin = args
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| workspace_bin("release"));
-    ensure!(
-        bin.exists(),
-        "{} does not exist: build it with `cargo build --release -p berth`, or pass --berth-bin",
-        bin.display()
-    );
+    let bin = release_berth(args.berth_bin.clone())?;
     let server = Server::start_bin(bin.clone());
     let client = server.client().await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client, "default");

@@ -14,20 +14,19 @@
 //! Prints a Markdown table with the ratios berth/podman and removes everything it created.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
-    BerthUp, Memory, berth_memory, load_average, percentile, print_memory, shims, sum,
-    wait_node_ready,
+    BerthUp, Memory, berth_memory, ensure_root, load_average, percentile, print_memory,
+    release_berth, shims, sum, wait_node_ready,
 };
 use berth_e2e::demo::{Images, http_get};
 use berth_e2e::network::TestNetwork;
 use berth_e2e::podman::{Podman, PodmanMemory, ensure_podman, podman_version};
-use berth_e2e::{Server, free_port, workspace_bin};
+use berth_e2e::{Server, free_port};
 use clap::Parser;
 use k8s_openapi::api::core::v1::{
     EnvVar, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
@@ -70,21 +69,8 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     ensure!(args.rounds > 0, "--rounds must be positive");
-    ensure!(
-        std::fs::metadata("/proc/self")?.uid() == 0,
-        "run as root: both berth's agent and podman run containers"
-    );
-    let bin = args
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| workspace_bin("release"));
-    let bin = bin.canonicalize().with_context(|| {
-        format!(
-            "{} is not there: build it with `cargo build --release -p berth -p berth-e2e --bins`, or pass \
-             --berth-bin",
-            bin.display()
-        )
-    })?;
+    ensure_root()?;
+    let bin = release_berth(args.berth_bin.clone())?;
     ensure_podman()?;
     let images = Images::start();
     let run = format!("{:x}", std::process::id());

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -23,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
-    BerthUp, POD_DEADLINE, in_netns_of, load_average, ms, percentile, pod_process, wait_node_ready,
+    BerthUp, POD_DEADLINE, ensure_root, in_netns_of, load_average, ms, percentile, pod_process,
+    release_berth, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::registry::Registry;
-use berth_e2e::workspace_bin;
 use clap::Parser;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -88,21 +87,8 @@ async fn main() -> Result<()> {
         args.dns_window < 60_000,
         "--dns-window must stay below the 16-bit query id space"
     );
-    ensure!(
-        std::fs::metadata("/proc/self")?.uid() == 0,
-        "run as root: berth's agent makes bridges and namespaces, and so does the iproute2 peer"
-    );
-    let bin = args
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| workspace_bin("release"));
-    let bin = bin.canonicalize().with_context(|| {
-        format!(
-            "{} is not there: build it with `cargo build --release -p berth -p berth-e2e --bins`, or pass \
-             --berth-bin",
-            bin.display()
-        )
-    })?;
+    ensure_root()?;
+    let bin = release_berth(args.berth_bin.clone())?;
     ensure_dnsmasq()?;
 
     let run = format!("{:x}", std::process::id());

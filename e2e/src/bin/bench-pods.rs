@@ -5,19 +5,17 @@
 //! has no daemon). Each side gets a bridge and a /24 of its own. Prints a Markdown table with the ratios berth/podman and removes everything it created.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
-    BerthUp, Memory, POD_DEADLINE, berth_memory, load_average, ms, percentile, print_memory, sum,
-    wait_agent_clean, wait_no_shims, wait_node_ready,
+    BerthUp, Memory, POD_DEADLINE, berth_memory, ensure_root, load_average, ms, percentile,
+    print_memory, release_berth, sum, wait_agent_clean, wait_no_shims, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::podman::{Podman, ensure_podman, podman_version};
 use berth_e2e::registry::Registry;
-use berth_e2e::workspace_bin;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
@@ -63,21 +61,8 @@ async fn main() -> Result<()> {
         args.sequential > 0 && args.at_once > 0,
         "--sequential and --at-once must be positive"
     );
-    ensure!(
-        std::fs::metadata("/proc/self")?.uid() == 0,
-        "run as root: both berth's agent and podman run containers"
-    );
-    let bin = args
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| workspace_bin("release"));
-    let bin = bin.canonicalize().with_context(|| {
-        format!(
-            "{} is not there: build it with `cargo build --release -p berth -p berth-e2e --bins`, or pass \
-             --berth-bin",
-            bin.display()
-        )
-    })?;
+    ensure_root()?;
+    let bin = release_berth(args.berth_bin.clone())?;
     ensure_podman()?;
 
     let run = format!("{:x}", std::process::id());
