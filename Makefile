@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
 KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
 
-.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods bench-demo bench-network
+.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods bench-demo bench-network bench-agent-memory
 
 deps:
 	@scripts/deps.sh
@@ -44,7 +44,7 @@ test: deps lint
 crds:
 	BERTH_UPDATE_CRDS=1 cargo test -p berth-api committed_crd_files_match_the_types
 
-bench: bench-apiserver bench-runtime bench-pods bench-demo bench-network
+bench: bench-apiserver bench-runtime bench-pods bench-demo bench-network bench-agent-memory
 
 bench-runtime: deps
 	@scripts/test-deps.sh
@@ -72,3 +72,9 @@ bench-network: deps
 	@scripts/test-deps.sh
 	cargo build --release -p berth -p berth-e2e --bins
 	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-network
+
+# The node agent alone (berth up --disable-agent plus berth agent): its memory idle and with 100 Pods, shims apart.
+bench-agent-memory: deps
+	@scripts/test-deps.sh
+	cargo build --release -p berth -p berth-e2e --bins
+	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-agent-memory --pods 100
