@@ -262,6 +262,8 @@ async fn bench(
     );
     cluster.delete_objects(&objects, MANY_DEADLINE).await?;
 
+    // The watches go before the API server does.
+    drop(cluster);
     drop(agents);
     drop(controller);
     drop(up);
