@@ -638,3 +638,35 @@ fn controller(args: ControllerArgs) -> Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_registries_of_up_and_agent_reach_the_agent_config() {
+        for command in ["up", "agent"] {
+            let cli = Cli::try_parse_from([
+                "berth",
+                command,
+                "--insecure-registry",
+                "10.0.0.5:5000",
+                "--insecure-registry",
+                "registry.lan",
+            ])
+            .unwrap();
+            let registries = match cli.command {
+                Command::Up(up) => up.registries,
+                Command::Agent(agent) => agent.registries,
+                _ => panic!("berth {command} parsed as another command"),
+            };
+            let mut config = berth_agent::kubelet::Config::new("/nonexistent", "node");
+            registries.apply(&mut config);
+            assert_eq!(
+                config.insecure_registries,
+                ["10.0.0.5:5000", "registry.lan"],
+                "berth {command}"
+            );
+        }
+    }
+}
