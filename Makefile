@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:6443
 BERTH := target/release/berth
 KUBECONFIG_FILE := $(DATA_DIR)/kubeconfig
 
-.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods bench-demo bench-network bench-agent-memory
+.PHONY: up down test deps build images image-berth crds lint bench bench-apiserver bench-runtime bench-pods bench-demo bench-network bench-agent-memory bench-stacks
 
 deps:
 	@scripts/deps.sh
@@ -44,7 +44,7 @@ test: deps lint
 crds:
 	BERTH_UPDATE_CRDS=1 cargo test -p berth-api committed_crd_files_match_the_types
 
-bench: bench-apiserver bench-runtime bench-pods bench-demo bench-network bench-agent-memory
+bench: bench-apiserver bench-runtime bench-pods bench-demo bench-network bench-agent-memory bench-stacks
 
 bench-runtime: deps
 	@scripts/test-deps.sh
@@ -78,3 +78,10 @@ bench-agent-memory: deps
 	@scripts/test-deps.sh
 	cargo build --release -p berth -p berth-e2e --bins
 	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-agent-memory --pods 100
+
+# Stacks through the controller against their bare objects: apply → Ready one at a time and 200 at once,
+# reconciles when nothing changes, the controller's memory (about 15 minutes; the 600 Pods load the machine).
+bench-stacks: deps
+	@scripts/test-deps.sh
+	cargo build --release -p berth -p berth-e2e --bins
+	BERTH_BIN=$(CURDIR)/target/release/berth target/release/bench-stacks
