@@ -38,6 +38,8 @@ use crate::runtime::{self, ExitStatus, Status, netns};
 
 /// A Pod is looked at again at least this often (a missed exit, a Secret that appeared).
 const RESYNC: Duration = Duration::from_secs(10);
+/// The first retry after a failed mount (upstream's volume manager also starts at 500 ms and doubles).
+const MOUNT_RETRY: Duration = Duration::from_millis(500);
 /// How long ErrImagePull shows before ImagePullBackOff.
 const SHOW_PULL_ERROR: Duration = Duration::from_secs(2);
 /// The grace period when neither the deletion nor the Pod names one (upstream's default).
@@ -125,6 +127,8 @@ pub(super) struct Worker {
     wake_sender: mpsc::UnboundedSender<Wake>,
     volumes: Option<PreparedVolumes>,
     volumes_refreshed: Option<Instant>,
+    /// How long after a failed mount the next try comes (doubling up to [`RESYNC`]).
+    mount_retry: Duration,
     written: Option<PodStatus>,
     start_time: Option<Time>,
     wake_at: Option<Instant>,
@@ -173,6 +177,7 @@ impl Worker {
             wake_sender,
             volumes: None,
             volumes_refreshed: None,
+            mount_retry: MOUNT_RETRY,
             written: None,
             start_time,
             wake_at: None,
@@ -335,6 +340,11 @@ impl Worker {
             Err(err) => {
                 self.event(EventType::Warning, "FailedMount", None, err.to_string())
                     .await;
+                // What fails is mostly a claim the provisioner binds a moment after the Pod was scheduled
+                // (WaitForFirstConsumer), whose binding no Pod event announces: try again soon, backing off.
+                let retry_at = Instant::now() + self.mount_retry;
+                self.wake_at = Some(self.wake_at.map_or(retry_at, |w| w.min(retry_at)));
+                self.mount_retry = (self.mount_retry * 2).min(RESYNC);
                 false
             }
         }
