@@ -572,6 +572,7 @@ fn chart_rbac_is_the_rbac_of_config() {
         "/services[] watch",
         "/services[] create",
         "/services[] patch",
+        "/services[] delete",
         "/secrets[] get",
         "/secrets[] list",
         "/secrets[] watch",
