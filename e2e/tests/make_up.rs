@@ -344,8 +344,13 @@ fn make_up_and_make_down_run_the_scripts_with_the_release_build_and_the_checkout
         .canonicalize()
         .expect("the checkout's path");
     let dry_run = |target: &str| {
+        // Under `make test` this make is nested: without the parent's variables it prints no
+        // "Entering directory" lines and takes no jobserver.
         let out = Command::new("make")
-            .args(["-n", target])
+            .args(["-n", "--no-print-directory", target])
+            .env_remove("MAKELEVEL")
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
             .current_dir(&root)
             .stdin(Stdio::null())
             .output()
