@@ -6,8 +6,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
 use kube::Api;
+use kube::api::ObjectMeta;
 
 use crate::Server;
 use crate::network::TestNetwork;
@@ -241,6 +242,65 @@ pub fn process_memory(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     Some((field(&status, "VmRSS:")?, field(&rollup, "Pss:")?))
+}
+
+/// A Pod running busybox's `sleep`, labelled `label=run`, deleted without a grace period (PID 1 ignores
+/// SIGTERM).
+pub fn sleep_pod(name: &str, label: &str, run: &str, image: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some([(label.to_owned(), run.to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            termination_grace_period_seconds: Some(0),
+            containers: vec![Container {
+                name: "main".to_owned(),
+                image: Some(image.to_owned()),
+                command: Some(vec!["/bin/sleep".to_owned(), "3600".to_owned()]),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// A peer tool the bench compares with: `command --version` must run; when it does not, Debian's `package`
+/// is installed with apt-get.
+pub fn ensure_tool(command: &str, package: &str) -> Result<()> {
+    let present = || {
+        Command::new(command)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    println!("- {command} is missing: installing Debian's {package} with apt-get");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ensure!(
+        installed && present(),
+        "{command} is needed and `apt-get install {package}` failed: install it"
+    );
+    Ok(())
+}
+
+/// A ratio for a Markdown table, bold, or a dash when there is nothing to divide by.
+pub fn ratio(ours: f64, theirs: f64) -> String {
+    if theirs > 0.0 {
+        format!("**{:.2}**", ours / theirs)
+    } else {
+        "–".to_owned()
+    }
 }
 
 pub fn load_average() -> String {

@@ -246,30 +246,9 @@ impl Drop for Podman {
     }
 }
 
-/// podman, installed with apt when missing and running as root.
+/// Debian's podman (with runc), installed with apt when missing.
 pub fn ensure_podman() -> Result<()> {
-    let present = || {
-        Command::new("podman")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if present() {
-        return Ok(());
-    }
-    println!("- podman is missing: installing Debian's podman with apt-get");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "podman"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ensure!(
-        installed && present(),
-        "podman is needed and `apt-get install podman` failed: install it (Debian's podman, with runc)"
-    );
-    Ok(())
+    crate::bench::ensure_tool("podman", "podman")
 }
 
 pub fn podman_version() -> Result<String> {

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use berth_e2e::bench::{
     BerthUp, Memory, POD_DEADLINE, ensure_root, load_average, print_memory, release_berth, shims,
-    sum, wait_no_shims, wait_node_ready,
+    sleep_pod, sum, wait_no_shims, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::registry::Registry;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 
 /// The label every Pod of a run carries (its value names the run).
@@ -82,28 +82,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A Pod running busybox's `sleep`, deleted without a grace period (PID 1 ignores SIGTERM).
-fn sleep_pod(name: &str, run: &str, image: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some([(RUN_LABEL.to_owned(), run.to_owned())].into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            termination_grace_period_seconds: Some(0),
-            containers: vec![Container {
-                name: "main".to_owned(),
-                image: Some(image.to_owned()),
-                command: Some(vec!["/bin/sleep".to_owned(), "3600".to_owned()]),
-                ..Container::default()
-            }],
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
     }
 }
 
@@ -187,7 +165,7 @@ async fn main() -> Result<()> {
     // The first Pod pulls and unpacks the image; it is not counted.
     pods.create(
         &PostParams::default(),
-        &sleep_pod(&format!("warmup-{run}"), &run, &image),
+        &sleep_pod(&format!("warmup-{run}"), RUN_LABEL, &run, &image),
     )
     .await?;
     wait_pods(&pods, &run, "the warm-up Pod Running", |p| {
@@ -204,7 +182,7 @@ async fn main() -> Result<()> {
     let names: Vec<String> = (0..args.pods).map(|i| format!("pod-{run}-{i}")).collect();
     futures::stream::iter(names.iter().map(|name| {
         let pods = pods.clone();
-        let pod = sleep_pod(name, &run, &image);
+        let pod = sleep_pod(name, RUN_LABEL, &run, &image);
         async move { pods.create(&PostParams::default(), &pod).await }
     }))
     .buffer_unordered(16)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
-    BerthUp, Memory, berth_memory, ensure_root, load_average, percentile, print_memory,
+    BerthUp, Memory, berth_memory, ensure_root, load_average, percentile, print_memory, ratio,
     release_berth, shims, sum, wait_node_ready,
 };
 use berth_e2e::demo::{Images, http_get};
@@ -832,13 +832,6 @@ fn secs(d: Duration) -> f64 {
 }
 
 fn print_table(berth: &BerthFigures, podman: &PodmanSide, make_up: &Result<MakeUpFigures, String>) {
-    let ratio = |b: f64, p: f64| {
-        if p > 0.0 {
-            format!("**{:.2}**", b / p)
-        } else {
-            "–".to_owned()
-        }
-    };
     let n = berth.answering.len();
     println!();
     println!(

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
-    BerthUp, POD_DEADLINE, ensure_root, in_netns_of, load_average, ms, percentile, pod_process,
-    release_berth, wait_node_ready,
+    BerthUp, POD_DEADLINE, ensure_root, ensure_tool, in_netns_of, load_average, ms, percentile,
+    pod_process, ratio, release_berth, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::registry::Registry;
@@ -89,7 +89,8 @@ async fn main() -> Result<()> {
     );
     ensure_root()?;
     let bin = release_berth(args.berth_bin.clone())?;
-    ensure_dnsmasq()?;
+    // Debian's dnsmasq-base: the binary without the system service.
+    ensure_tool("dnsmasq", "dnsmasq-base")?;
 
     let run = format!("{:x}", std::process::id());
     let registry = Registry::start();
@@ -844,13 +845,6 @@ struct Figures {
 }
 
 fn print_table(f: &Figures) {
-    let ratio = |b: f64, p: f64| {
-        if p > 0.0 {
-            format!("**{:.2}**", b / p)
-        } else {
-            "–".to_owned()
-        }
-    };
     println!();
     println!("| measure | berth | peer | berth/peer |");
     println!("| --- | ---: | ---: | ---: |");
@@ -914,30 +908,4 @@ fn print_table(f: &Figures) {
          per step. DNS: one generator inside the client Pod's network namespace, rounds alternating between \
          the servers. Throughput: connect → last byte of an HTTP GET from the host, rounds alternating."
     );
-}
-
-/// dnsmasq, installed with apt (Debian's dnsmasq-base: the binary without the system service) when missing.
-fn ensure_dnsmasq() -> Result<()> {
-    let present = || {
-        Command::new("dnsmasq")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if present() {
-        return Ok(());
-    }
-    println!("- dnsmasq is missing: installing Debian's dnsmasq-base with apt-get");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "dnsmasq-base"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ensure!(
-        installed && present(),
-        "dnsmasq is needed and `apt-get install dnsmasq-base` failed: install it"
-    );
-    Ok(())
 }

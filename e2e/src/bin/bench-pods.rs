@@ -11,15 +11,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::bench::{
     BerthUp, Memory, POD_DEADLINE, berth_memory, ensure_root, load_average, ms, percentile,
-    print_memory, release_berth, sum, wait_agent_clean, wait_no_shims, wait_node_ready,
+    print_memory, ratio, release_berth, sleep_pod, sum, wait_agent_clean, wait_no_shims,
+    wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::podman::{Podman, ensure_podman, podman_version};
 use berth_e2e::registry::Registry;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
@@ -89,28 +90,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// A Pod running busybox's `sleep`, deleted without a grace period (PID 1 ignores SIGTERM).
-fn bench_pod(name: &str, run: &str, image: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some([(RUN_LABEL.to_owned(), run.to_owned())].into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            termination_grace_period_seconds: Some(0),
-            containers: vec![Container {
-                name: "main".to_owned(),
-                image: Some(image.to_owned()),
-                command: Some(vec!["/bin/sleep".to_owned(), "3600".to_owned()]),
-                ..Container::default()
-            }],
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // berth
 
@@ -166,7 +145,7 @@ async fn bench_berth(bin: &Path, run: &str, image: &str, args: &Args) -> Result<
         &pods,
         &mut rx,
         &data_dir,
-        &bench_pod(&format!("bench-warmup-{run}"), run, image),
+        &sleep_pod(&format!("bench-warmup-{run}"), RUN_LABEL, run, image),
     )
     .await?;
     let (process, shim) = berth_memory(pid, &data_dir);
@@ -176,7 +155,7 @@ async fn bench_berth(bin: &Path, run: &str, image: &str, args: &Args) -> Result<
 
     let mut sequential = Vec::with_capacity(args.sequential);
     for i in 0..args.sequential {
-        let pod = bench_pod(&format!("bench-seq-{run}-{i}"), run, image);
+        let pod = sleep_pod(&format!("bench-seq-{run}-{i}"), RUN_LABEL, run, image);
         sequential.push(run_one_berth(&pods, &mut rx, &data_dir, &pod).await?);
     }
     sequential.sort_unstable();
@@ -187,7 +166,7 @@ async fn bench_berth(bin: &Path, run: &str, image: &str, args: &Args) -> Result<
     let start = Instant::now();
     futures::stream::iter(names.iter().map(|name| {
         let pods = pods.clone();
-        let pod = bench_pod(name, run, image);
+        let pod = sleep_pod(name, RUN_LABEL, run, image);
         async move { pods.create(&PostParams::default(), &pod).await }
     }))
     .buffer_unordered(16)
@@ -318,7 +297,7 @@ fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<F
     // The first pod builds podman's pause image; it is not counted.
     podman_run_one(
         &podman,
-        &bench_pod(&format!("bench-warmup-{run}"), run, image),
+        &sleep_pod(&format!("bench-warmup-{run}"), RUN_LABEL, run, image),
     )?;
     let idle = podman.memory().total();
 
@@ -327,7 +306,7 @@ fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<F
     for i in 0..args.sequential {
         let (r, s) = podman_run_one(
             &podman,
-            &bench_pod(&format!("bench-seq-{run}-{i}"), run, image),
+            &sleep_pod(&format!("bench-seq-{run}-{i}"), RUN_LABEL, run, image),
         )?;
         returned.push(r);
         sequential.push(s);
@@ -340,7 +319,7 @@ fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<F
         .collect();
     let yaml = names
         .iter()
-        .map(|n| serde_yaml::to_string(&bench_pod(n, run, image)))
+        .map(|n| serde_yaml::to_string(&sleep_pod(n, RUN_LABEL, run, image)))
         .collect::<Result<Vec<_>, _>>()?
         .join("---\n");
     let start = Instant::now();
@@ -377,13 +356,6 @@ fn bench_podman(run: &str, registry: &str, image: &str, args: &Args) -> Result<F
 // report
 
 fn print_table(berth: &Figures, podman: &Figures, pods: usize) {
-    let ratio = |b: f64, p: f64| {
-        if p > 0.0 {
-            format!("**{:.2}**", b / p)
-        } else {
-            "–".to_owned()
-        }
-    };
     println!();
     println!("| measure | berth | podman | berth/podman |");
     println!("| --- | ---: | ---: | ---: |");

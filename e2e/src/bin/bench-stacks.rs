@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use berth_e2e::Server;
 use berth_e2e::bench::{
-    BerthUp, Memory, ensure_root, load_average, ms, percentile, print_memory, release_berth,
+    BerthUp, Memory, ensure_root, load_average, ms, percentile, print_memory, ratio, release_berth,
     wait_no_shims, wait_node_ready,
 };
 use berth_e2e::demo::Images as DemoImages;
@@ -1056,13 +1056,6 @@ where
 // report
 
 fn print_table(f: &Figures, args: &Args) {
-    let ratio = |a: f64, b: f64| {
-        if b > 0.0 {
-            format!("**{:.2}**", a / b)
-        } else {
-            "–".to_owned()
-        }
-    };
     println!();
     println!("| measure | Stack | bare objects | Stack ÷ bare |");
     println!("| --- | ---: | ---: | ---: |");
