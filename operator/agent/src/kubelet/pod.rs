@@ -435,16 +435,8 @@ impl Worker {
                 self.event(EventType::Normal, "Killing", Some(field), note)
                     .await;
                 self.slots[i].probes = None;
-                let grace = self
-                    .pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-                    .unwrap_or(DEFAULT_GRACE);
-                let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-                let pre_stop = self.hook_run(&self.slots[i], Hook::PreStop);
-                let ctx = self.ctx.clone();
-                tokio::spawn(async move { stop_container(&ctx, &id, pre_stop, grace).await });
+                let stop = self.restart_stop(i, id);
+                tokio::spawn(stop);
             }
         }
     }
@@ -495,6 +487,12 @@ impl Worker {
             message,
         )
         .await;
+        self.restart_stop(i, run.target.container_id).await;
+    }
+
+    /// Stops slot `i`'s container `id` so that it restarts by policy (a failed liveness or startup probe, a
+    /// failed postStart hook): its preStop hook, then SIGTERM, and SIGKILL after the Pod's grace period.
+    fn restart_stop(&self, i: usize, id: String) -> impl Future<Output = ()> + Send + 'static {
         let grace = self
             .pod
             .spec
@@ -503,7 +501,8 @@ impl Worker {
             .unwrap_or(DEFAULT_GRACE);
         let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
         let pre_stop = self.hook_run(&self.slots[i], Hook::PreStop);
-        stop_container(&self.ctx, &run.target.container_id, pre_stop, grace).await;
+        let ctx = self.ctx.clone();
+        async move { stop_container(&ctx, &id, pre_stop, grace).await }
     }
 
     /// Tells the kubelet endpoint which runtime container and log file each container is, and was.
