@@ -192,6 +192,11 @@ impl Server {
         Kubectl::with_kubeconfig(self.kubeconfig(), None).ok(args)
     }
 
+    /// [`Kubectl::pod_events`] with a kubectl of no cache of its own.
+    pub fn pod_events(&self, pod: &str) -> Vec<(String, String)> {
+        Kubectl::with_kubeconfig(self.kubeconfig(), None).pod_events(pod)
+    }
+
     /// A kube-rs client using the server's admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         let kubeconfig =
@@ -351,6 +356,26 @@ impl Kubectl {
 }
 
 impl Kubectl {
+    /// The reasons and notes of the Events (events.k8s.io, as kube-rs' Recorder writes them) about a Pod of
+    /// the current namespace.
+    pub fn pod_events(&self, pod: &str) -> Vec<(String, String)> {
+        let out = self.ok(&["get", "events.v1.events.k8s.io", "-o", "json"]);
+        let list: k8s_openapi::serde_json::Value =
+            k8s_openapi::serde_json::from_str(&out).expect("an event list");
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["regarding"]["name"] == pod)
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_owned(),
+                    e["note"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// Starts a long-running kubectl (`get -w`) whose stdout is read line by line; killed on drop.
     pub fn watch(&self, args: &[&str]) -> Watch {
         let stderr = tempfile::NamedTempFile::new().expect("a file for the watch's stderr");

@@ -92,24 +92,9 @@ impl Node {
         }
     }
 
-    /// The reasons and notes of the Events (events.k8s.io, as kube-rs' Recorder writes them) about a Pod.
+    /// The reasons and notes of the Events about a Pod.
     fn events(&self, pod: &str) -> Vec<(String, String)> {
-        let out = self
-            .server
-            .kubectl_ok(&["get", "events.v1.events.k8s.io", "-o", "json"]);
-        let list: serde_json::Value = serde_json::from_str(&out).expect("an event list");
-        list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["regarding"]["name"] == pod)
-            .map(|e| {
-                (
-                    e["reason"].as_str().unwrap_or_default().to_owned(),
-                    e["note"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
+        self.server.pod_events(pod)
     }
 
     fn has_event(&self, pod: &str, reason: &str, note_contains: &str) -> bool {
