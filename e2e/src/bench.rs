@@ -48,6 +48,46 @@ impl Memory {
     }
 }
 
+/// Where a process's memory is, from /proc/<pid>/smaps: one line per mapped file (or `[anon]`, `[heap]`,
+/// `[stack]`) and kind of mapping (`r-xp` text, `r--p` read-only data, `rw-p` data), the largest RSS first,
+/// with the RSS, PSS and private dirty KiB. Private dirty pages are the process's own; clean file pages are
+/// shared with every process that maps the same file.
+pub fn print_breakdown(what: &str, pid: u32) {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        println!("- {what}: process {pid} is gone");
+        return;
+    };
+    let mut rows: std::collections::BTreeMap<String, [u64; 3]> = Default::default();
+    let mut key = String::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            let perms = fields.next().unwrap_or_default();
+            let name = fields.nth(3).unwrap_or("[anon]");
+            key = format!("{name} {perms}");
+            continue;
+        }
+        let column = match first {
+            "Rss:" => 0,
+            "Pss:" => 1,
+            "Private_Dirty:" => 2,
+            _ => continue,
+        };
+        let kib = fields
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        rows.entry(key.clone()).or_default()[column] += kib;
+    }
+    let mut rows: Vec<_> = rows.into_iter().filter(|(_, v)| v[0] > 0).collect();
+    rows.sort_by(|a, b| b.1[0].cmp(&a.1[0]));
+    println!("- {what} (process {pid}), KiB: RSS / PSS / private dirty");
+    for (name, [rss, pss, dirty]) in rows.iter().take(10) {
+        println!("  {rss:>8} {pss:>8} {dirty:>8}  {name}");
+    }
+}
+
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

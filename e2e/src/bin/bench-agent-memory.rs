@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use berth_e2e::bench::{
-    BerthUp, Memory, POD_DEADLINE, ensure_root, load_average, print_memory, release_berth, shims,
-    sleep_pod, sum, wait_no_shims, wait_node_ready,
+    BerthUp, Memory, POD_DEADLINE, ensure_root, load_average, print_breakdown, print_memory,
+    release_berth, shims, sleep_pod, sum, wait_no_shims, wait_node_ready,
 };
 use berth_e2e::network::TestNetwork;
 use berth_e2e::registry::Registry;
@@ -207,6 +207,10 @@ async fn main() -> Result<()> {
     );
     print_memory(&format!("agent with {} Pods", args.pods), process);
     print_memory(&format!("shims with {} Pods", args.pods), shim);
+    print_breakdown(&format!("agent with {} Pods", args.pods), agent.pid());
+    if let Some(pid) = shims(&data_dir).first() {
+        print_breakdown("one of the shims", *pid);
+    }
     println!(
         "- agent threads with {} Pods: {:?}",
         args.pods,
