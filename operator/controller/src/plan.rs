@@ -122,6 +122,18 @@ fn deleting(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
+/// True when the Pod's controller is another object than this Stack (an earlier Stack of the same name).
+fn foreign(pod: &Pod, stack: &Stack) -> bool {
+    let Some(uid) = stack.metadata.uid.as_deref() else {
+        return false;
+    };
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.controller == Some(true) && owner.uid != uid)
+}
+
 /// The spec hash a desired Pod is annotated with.
 pub fn spec_hash(pod: &Pod) -> String {
     use sha2::{Digest, Sha256};
@@ -467,6 +479,17 @@ fn prune(stack: &Stack, desired: &Desired, observed: &Observed, names: &Names, w
 
 /// Decides what to do. `now` stamps conditions that change.
 pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -> Plan {
+    // Pods of an earlier Stack of this name (deleted, its Pods not yet collected) carry the same labels but
+    // are not this Stack's: they count for nothing, and a name one of them holds is created once it is gone.
+    let (own, earlier): (Vec<Pod>, Vec<Pod>) = observed
+        .pods
+        .iter()
+        .cloned()
+        .partition(|pod| !foreign(pod, stack));
+    let observed = &Observed {
+        pods: own,
+        ..observed.clone()
+    };
     let names = Names::of(stack).ok();
     let refusal = names
         .as_ref()
@@ -590,7 +613,7 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
     let replicas = desired.app.len() as i32;
     let current_ready = current
         .iter()
-        .filter(|p| wanted.iter().any(|w| w == name(p)) && pod_ready(p))
+        .filter(|p| wanted.iter().any(|w| w == name(p)) && pod_ready(p) && !deleting(p))
         .count() as i32;
     // HostPorts the new Pods share with the old ones cannot be held twice on a node: the old Pods go first,
     // after a check. New hostPorts are left to the new Pods, which prove them while the old ones serve.
@@ -734,6 +757,9 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
         steps.clear();
         notes.clear();
     }
+    let taken = |pod_name: &str| earlier.iter().any(|p| name(p) == pod_name);
+    steps.retain(|step| !matches!(step, Step::Apply(Object::Pod(pod)) if taken(name(pod))));
+    notes.retain(|note| note.reason != "Created" || !note.pod.as_deref().is_some_and(taken));
     let ready = app_ready && infra_ready && migrated && blocker.is_none();
     let previous = stack.status.clone().unwrap_or_default();
     let generation = stack.metadata.generation;

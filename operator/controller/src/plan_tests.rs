@@ -135,6 +135,43 @@ fn all_ready_is_ready_with_the_app_endpoint_and_no_writes_but_applies() {
 }
 
 #[test]
+fn a_terminating_app_pod_does_not_count_as_ready() {
+    let stack = sample();
+    let d = desired(&stack, "pw").unwrap();
+    let mut pods = infra(&stack, &d);
+    let mut app = running(d.app[0].clone(), true, "Running");
+    app.metadata.deletion_timestamp = Some(now());
+    pods.push(app);
+    let p = plan(&stack, &d, &observed(pods), &now());
+    assert_eq!(condition(&p, CONDITION_READY).status, "False");
+    assert_eq!(condition(&p, CONDITION_RECONCILING).status, "True");
+    assert_eq!(p.status.components.as_ref().and_then(|c| c.app.as_ref()).map(|a| a.ready), Some(0));
+    assert!(applied_pods(&p).is_empty(), "its name is still taken");
+}
+
+#[test]
+fn pods_of_an_earlier_stack_of_the_name_count_for_nothing_and_keep_their_names() {
+    let stack = sample();
+    let d = desired(&stack, "pw").unwrap();
+    let mut pods = infra(&stack, &d);
+    pods.push(running(d.app[0].clone(), true, "Running"));
+    for pod in &mut pods {
+        for owner in pod.metadata.owner_references.iter_mut().flatten() {
+            owner.uid = "uid-of-the-deleted-stack".into();
+        }
+    }
+    let p = plan(&stack, &d, &observed(pods), &now());
+    assert_eq!(condition(&p, CONDITION_READY).status, "False");
+    assert!(applied_pods(&p).is_empty(), "{:?}", applied_pods(&p));
+    assert!(deleted_pods(&p).is_empty(), "the garbage collector removes them");
+    assert!(!p.notes.iter().any(|n| n.reason == "Created"));
+
+    // Once they are gone the Stack creates its own.
+    let p = plan(&stack, &d, &Observed::default(), &now());
+    assert_eq!(applied_pods(&p), vec!["demo-db", "demo-redis"]);
+}
+
+#[test]
 fn conditions_keep_their_transition_time_when_nothing_changes() {
     let mut stack = sample();
     let d = desired(&stack, "pw").unwrap();
