@@ -344,6 +344,12 @@ fn main() -> Result<()> {
         };
     }
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Apiserver(_) | Command::Controller(_) | Command::Agent(_)
+    ) {
+        berth_agent::limit_malloc_arenas();
+    }
     match cli.command {
         Command::Image(command) => image(command),
         Command::Crd => {
