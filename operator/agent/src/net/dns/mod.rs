@@ -92,12 +92,14 @@ pub async fn serve(client: Client, config: DnsConfig) -> Result<DnsServer, Error
                 watcher::Config::default(),
             )
             .default_backoff()
+            .modify(records::trim_service)
             .reflect(services_writer)
             .for_each(|_| async {}),
         ),
         tokio::spawn(
             watcher(Api::<Pod>::all(client), watcher::Config::default())
                 .default_backoff()
+                .modify(records::trim_pod)
                 .reflect(pods_writer)
                 .for_each(|_| async {}),
         ),

@@ -4,7 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus, Service, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The answer to a name.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,6 +141,48 @@ impl Snapshot<'_> {
     }
 }
 
+/// Drops what [`Snapshot`] never reads from a Pod (its containers, volumes, managed fields, other
+/// conditions), so that the reflector, which holds every Pod of the cluster, keeps a few hundred bytes per Pod.
+pub(super) fn trim_pod(pod: &mut Pod) {
+    pod.metadata = trim_metadata(std::mem::take(&mut pod.metadata));
+    pod.spec = pod.spec.take().map(|spec| PodSpec {
+        hostname: spec.hostname,
+        subdomain: spec.subdomain,
+        ..PodSpec::default()
+    });
+    pod.status = pod.status.take().map(|status| PodStatus {
+        pod_ip: status.pod_ip,
+        conditions: status
+            .conditions
+            .map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect()),
+        ..PodStatus::default()
+    });
+}
+
+/// Drops what [`Snapshot`] never reads from a Service: all but its selector and `publishNotReadyAddresses`.
+pub(super) fn trim_service(service: &mut Service) {
+    service.metadata = trim_metadata(std::mem::take(&mut service.metadata));
+    service.spec = service.spec.take().map(|spec| ServiceSpec {
+        selector: spec.selector,
+        publish_not_ready_addresses: spec.publish_not_ready_addresses,
+        ..ServiceSpec::default()
+    });
+    service.status = None;
+}
+
+/// The identity (what the reflector keys on), labels and deletion mark of an object.
+fn trim_metadata(metadata: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: metadata.name,
+        namespace: metadata.namespace,
+        uid: metadata.uid,
+        resource_version: metadata.resource_version,
+        labels: metadata.labels,
+        deletion_timestamp: metadata.deletion_timestamp,
+        ..ObjectMeta::default()
+    }
+}
+
 /// Ready as an endpoint: the Ready condition is True and the Pod is not being deleted.
 fn is_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
@@ -257,5 +300,65 @@ mod tests {
             snap.resolve("db.shop", IpAddr::V4(ip("10.89.0.5"))),
             Answer::NxDomain
         );
+    }
+
+    #[test]
+    fn trimmed_objects_keep_what_resolving_reads_and_lose_the_rest() {
+        let mut full: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "namespace": "shop", "name": "pg-0", "uid": "u1", "resourceVersion": "7",
+                "labels": {"app": "pg"}, "annotations": {"note": "x"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {
+                "containers": [{"name": "pg", "image": "postgres", "env": [{"name": "A", "value": "b"}]}],
+                "hostname": "pg-0", "subdomain": "db",
+            },
+            "status": {
+                "podIP": "10.89.0.5", "phase": "Running",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "True"},
+                ],
+                "containerStatuses": [{"name": "pg", "image": "postgres", "imageID": "", "ready": true, "restartCount": 0}],
+            },
+        }))
+        .unwrap();
+        trim_pod(&mut full);
+        assert_eq!(full.metadata.uid.as_deref(), Some("u1"));
+        assert!(full.metadata.annotations.is_none() && full.metadata.managed_fields.is_none());
+        assert!(full.spec.as_ref().unwrap().containers.is_empty());
+        assert!(full.status.as_ref().unwrap().container_statuses.is_none());
+        assert_eq!(
+            full.status
+                .as_ref()
+                .unwrap()
+                .conditions
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let mut db = (*service("shop", "db", "pg")).clone();
+        db.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.9".into());
+        trim_service(&mut db);
+        assert!(db.spec.as_ref().unwrap().cluster_ip.is_none());
+
+        let services = [Arc::new(db)];
+        let pods = [Arc::new(full)];
+        let snap = Snapshot {
+            services: &services,
+            pods: &pods,
+            cluster_domain: "cluster.local",
+        };
+        let client = IpAddr::V4(ip("10.89.0.5"));
+        for name in ["db", "pg-0.db.shop.svc.cluster.local"] {
+            assert_eq!(
+                snap.resolve(name, client),
+                Answer::Addresses(vec![ip("10.89.0.5")]),
+                "{name}"
+            );
+        }
     }
 }
