@@ -527,6 +527,79 @@ fn a_bad_image_stalls_the_stack_until_fixed_and_delete_policy_removes_its_data()
     let stack = demo.wait_condition("broken", "Stalled", "False", STEP);
     assert_eq!(stack["status"]["observedGeneration"], 2);
 
+    // A migration (compose's `service_completed_successfully`) that fails stalls the rollout, naming it, and
+    // the app that runs stays.
+    demo.wait_condition("broken", "Ready", "True", ROLLOUT);
+    let app = demo.ready_pod("broken", "app", None);
+    let migrate = |command: &str| {
+        json!({"spec": {"app": {"migrate": {"command": ["python3", "-c", command]}}}}).to_string()
+    };
+    demo.kubectl_ok(&[
+        "patch",
+        "stack",
+        "broken",
+        "--type",
+        "merge",
+        "-p",
+        &migrate("import sys; print('no such revision', file=sys.stderr); sys.exit(3)"),
+    ]);
+    let stack = demo.wait_condition("broken", "Stalled", "True", STEP);
+    let stalled = condition(&stack, "Stalled");
+    assert_eq!(stalled["reason"], "MigrationFailed", "{stalled}");
+    let [still] = demo
+        .pods("broken", "app")
+        .try_into()
+        .unwrap_or_else(|pods: Vec<Value>| panic!("the running app Pod and no other: {pods:#?}"));
+    assert_eq!(uid(&still), uid(&app), "the running app is kept");
+    assert!(pod_ready(&still));
+
+    // A migration that works (a table created through the DATABASE_URL the app gets), with a change of the
+    // app: the migration runs to completion before the new app Pod starts.
+    let fixed = "import os, psycopg2\n\
+                 with psycopg2.connect(os.environ['DATABASE_URL']) as c:\n    \
+                 c.cursor().execute('CREATE TABLE IF NOT EXISTS migrated (id int)')";
+    demo.kubectl_ok(&[
+        "patch",
+        "stack",
+        "broken",
+        "--type",
+        "json",
+        "-p",
+        &json!([
+            {"op": "replace", "path": "/spec/app/migrate/command/2", "value": fixed},
+            {"op": "add", "path": "/spec/app/env/-", "value": {"name": "SCHEMA", "value": "migrated"}},
+        ])
+        .to_string(),
+    ]);
+    demo.wait_condition("broken", "Stalled", "False", STEP);
+    demo.wait_condition("broken", "Ready", "True", STEP);
+    let migration = demo
+        .pods("broken", "migrate")
+        .into_iter()
+        .find(|p| p["status"]["phase"] == "Succeeded")
+        .expect("the migration Pod succeeded");
+    let new_app = demo.ready_pod("broken", "app", Some(&uid(&app)));
+    let finished =
+        &migration["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"];
+    let started = &new_app["status"]["containerStatuses"][0]["state"]["running"]["startedAt"];
+    assert!(
+        seconds(finished) <= seconds(started),
+        "the migration finished ({finished}) before the app started ({started})"
+    );
+    let db = demo.ready_pod("broken", "database", None);
+    let table = demo.exec(
+        &name(&db),
+        &[
+            "psql",
+            "-U",
+            "demo",
+            "demo",
+            "-Atc",
+            "SELECT to_regclass('migrated')",
+        ],
+    );
+    assert_eq!(table.trim(), "migrated", "the migration created its table");
+
     // The database's files on the node: the claim's volume directory.
     let claim = demo.get(&["pvc", "broken-db-data"]).expect("the claim");
     let volume = claim["spec"]["volumeName"]

@@ -145,7 +145,14 @@ fn a_terminating_app_pod_does_not_count_as_ready() {
     let p = plan(&stack, &d, &observed(pods), &now());
     assert_eq!(condition(&p, CONDITION_READY).status, "False");
     assert_eq!(condition(&p, CONDITION_RECONCILING).status, "True");
-    assert_eq!(p.status.components.as_ref().and_then(|c| c.app.as_ref()).map(|a| a.ready), Some(0));
+    assert_eq!(
+        p.status
+            .components
+            .as_ref()
+            .and_then(|c| c.app.as_ref())
+            .map(|a| a.ready),
+        Some(0)
+    );
     assert!(applied_pods(&p).is_empty(), "its name is still taken");
 }
 
@@ -163,7 +170,10 @@ fn pods_of_an_earlier_stack_of_the_name_count_for_nothing_and_keep_their_names()
     let p = plan(&stack, &d, &observed(pods), &now());
     assert_eq!(condition(&p, CONDITION_READY).status, "False");
     assert!(applied_pods(&p).is_empty(), "{:?}", applied_pods(&p));
-    assert!(deleted_pods(&p).is_empty(), "the garbage collector removes them");
+    assert!(
+        deleted_pods(&p).is_empty(),
+        "the garbage collector removes them"
+    );
     assert!(!p.notes.iter().any(|n| n.reason == "Created"));
 
     // Once they are gone the Stack creates its own.

@@ -150,11 +150,12 @@ pub fn desired(stack: &Stack, password: &str) -> Result<Desired, MappingError> {
         &port_refs,
     ));
     if let Some(migrate) = &spec.app.migrate {
-        desired.migrate = Some(app::migrate_pod(
-            meta(&names.migrate(&desired.app_hash), COMPONENT_MIGRATE),
-            &template,
-            migrate,
-        ));
+        // Named by its own spec (the app's template with the migration's command): a change of the app or of
+        // the migration alone runs it again, and a failed migration fixed in the Stack gets a new Pod.
+        let mut pod = app::migrate_pod(ObjectMeta::default(), &template, migrate);
+        let hash = pod.spec.as_ref().map(app::hash).unwrap_or_default();
+        pod.metadata = meta(&names.migrate(&hash), COMPONENT_MIGRATE);
+        desired.migrate = Some(pod);
     }
     desired.app = (0..spec.app.replicas.max(0))
         .map(|i| {

@@ -219,10 +219,16 @@ fn migration_runs_the_app_image_once_without_ports_or_probes() {
     });
     let d = desired(&stack, "pw").unwrap();
     let migrate = d.migrate.unwrap();
-    assert_eq!(
-        migrate.metadata.name.unwrap(),
-        format!("demo-migrate-{}", d.app_hash)
-    );
+    let name = migrate.metadata.name.clone().unwrap();
+    assert!(name.starts_with("demo-migrate-"), "{name}");
+
+    // A fixed migration command alone is a new migration Pod; the app's Pods stay the same.
+    stack.spec.app.migrate.as_mut().unwrap().command =
+        vec!["flask".into(), "db".into(), "stamp".into()];
+    let fixed = desired(&stack, "pw").unwrap();
+    assert_ne!(fixed.migrate.unwrap().metadata.name.unwrap(), name);
+    assert_eq!(fixed.app_hash, d.app_hash);
+
     let spec = migrate.spec.unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     let c = &spec.containers[0];
