@@ -328,10 +328,14 @@ fn a_wait_for_first_consumer_claim_is_bound_when_its_pod_is_scheduled_and_outliv
         json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]});
     k.apply(&pod("db", "100m", volume));
     assert_eq!(wait_bound(&k, "db"), "n1");
-    wait_for("the claim to be bound", DEADLINE, || {
-        (claim_phase(&k, "data").as_deref() == Some("Bound")).then_some(())
-    });
+    // As upstream's scheduler does: the claim is provisioned on the chosen node (named in its selected-node
+    // annotation) and bound before the Pod is bound, so the kubelet never finds it unbound.
     let bound = k.must_get(&["pvc", "data"]);
+    assert_eq!(bound["status"]["phase"], "Bound", "{bound:#}");
+    assert_eq!(
+        bound["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+        "n1"
+    );
     let pv_name = bound["spec"]["volumeName"]
         .as_str()
         .expect("a volume name")

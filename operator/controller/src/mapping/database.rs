@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use berth_api::DatabaseSpec;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Secret,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Secret,
     SecretKeySelector, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -127,20 +127,15 @@ pub fn pod(meta: ObjectMeta, names: &Names, spec: &DatabaseSpec) -> Pod {
             value_from: None,
         },
     ];
-    let ready = Probe {
-        exec: Some(ExecAction {
-            command: Some(vec![
-                "pg_isready".into(),
-                "--host=127.0.0.1".into(),
-                format!("--port={POSTGRES_PORT}"),
-                format!("--username={}", spec.user),
-                format!("--dbname={}", spec.database_name),
-            ]),
-        }),
-        period_seconds: Some(2),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    };
+    let (startup, ready) = super::startup_and_readiness(ExecAction {
+        command: Some(vec![
+            "pg_isready".into(),
+            "--host=127.0.0.1".into(),
+            format!("--port={POSTGRES_PORT}"),
+            format!("--username={}", spec.user),
+            format!("--dbname={}", spec.database_name),
+        ]),
+    });
     Pod {
         metadata: meta,
         spec: Some(PodSpec {
@@ -154,6 +149,7 @@ pub fn pod(meta: ObjectMeta, names: &Names, spec: &DatabaseSpec) -> Pod {
                     protocol: Some("TCP".into()),
                     ..ContainerPort::default()
                 }]),
+                startup_probe: Some(startup),
                 readiness_probe: Some(ready),
                 resources: spec.resources.clone(),
                 volume_mounts: Some(vec![VolumeMount {

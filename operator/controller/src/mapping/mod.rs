@@ -14,7 +14,7 @@ use berth_api::constants::{
     API_VERSION, COMPONENT_APP, COMPONENT_DATABASE, COMPONENT_MIGRATE, COMPONENT_REDIS, KIND,
     LABEL_COMPONENT, LABEL_STACK,
 };
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ExecAction, PersistentVolumeClaim, Pod, Probe, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 pub use names::Names;
@@ -180,6 +180,27 @@ pub fn labels(stack: &str, component: &str) -> BTreeMap<String, String> {
         (LABEL_COMPONENT.to_owned(), component.to_owned()),
         (LABEL_MANAGED_BY.to_owned(), "berth".to_owned()),
     ])
+}
+
+/// The readiness check run every second as a startup probe, and the readiness probe itself, which runs only
+/// once the startup probe passed: a new database or Redis is seen ready within about a second of accepting
+/// connections (the kubelet probes readiness right after startup), where a readiness probe alone would find
+/// it up to a period later, and the probe every second stops once it started. The startup probe allows an
+/// hour: a restart would only start PostgreSQL's crash recovery over again.
+fn startup_and_readiness(check: ExecAction) -> (Probe, Probe) {
+    let startup = Probe {
+        exec: Some(check.clone()),
+        period_seconds: Some(1),
+        failure_threshold: Some(3600),
+        ..Probe::default()
+    };
+    let ready = Probe {
+        exec: Some(check),
+        period_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    (startup, ready)
 }
 
 fn owner_reference(stack: &Stack) -> Result<OwnerReference, MappingError> {

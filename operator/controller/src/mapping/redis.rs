@@ -4,7 +4,7 @@
 use berth_api::RedisSpec;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource,
-    Pod, PodSpec, Probe, Volume, VolumeMount,
+    Pod, PodSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -31,19 +31,14 @@ pub fn pod(meta: ObjectMeta, names: &Names, spec: &RedisSpec) -> Pod {
             DATA_MOUNT.to_owned(),
         ]
     });
-    let ready = Probe {
-        exec: Some(ExecAction {
-            command: Some(vec![
-                "redis-cli".into(),
-                "-p".into(),
-                REDIS_PORT.to_string(),
-                "ping".into(),
-            ]),
-        }),
-        period_seconds: Some(2),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    };
+    let (startup, ready) = super::startup_and_readiness(ExecAction {
+        command: Some(vec![
+            "redis-cli".into(),
+            "-p".into(),
+            REDIS_PORT.to_string(),
+            "ping".into(),
+        ]),
+    });
     Pod {
         metadata: meta,
         spec: Some(PodSpec {
@@ -57,6 +52,7 @@ pub fn pod(meta: ObjectMeta, names: &Names, spec: &RedisSpec) -> Pod {
                     protocol: Some("TCP".into()),
                     ..ContainerPort::default()
                 }]),
+                startup_probe: Some(startup),
                 readiness_probe: Some(ready),
                 resources: spec.resources.clone(),
                 volume_mounts: persistent.then(|| {

@@ -130,6 +130,14 @@ fn database_pod_follows_the_official_image_conventions() {
         .as_ref()
         .unwrap();
     assert_eq!(probe.command.as_ref().unwrap()[0], "pg_isready");
+    // The same check every second until PostgreSQL first accepts connections, then every 2 s.
+    let startup = container.startup_probe.as_ref().unwrap();
+    assert_eq!(startup.exec.as_ref(), Some(probe));
+    assert_eq!(startup.period_seconds, Some(1));
+    assert_eq!(
+        container.readiness_probe.as_ref().unwrap().period_seconds,
+        Some(2)
+    );
     let volume = &pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
     assert_eq!(
         volume.persistent_volume_claim.as_ref().unwrap().claim_name,

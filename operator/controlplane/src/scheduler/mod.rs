@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
@@ -23,7 +24,7 @@ use crate::error::Error;
 use crate::events::{self, Kind, Recorder};
 use crate::reported::Reported;
 use crate::watch;
-pub use claims::{DEFAULT_CLASS_ANNOTATION, is_default_class};
+pub use claims::{DEFAULT_CLASS_ANNOTATION, SELECTED_NODE, is_default_class};
 use demand::{Demand, NodeState};
 pub use demand::{NOT_READY, UNREACHABLE};
 
@@ -211,17 +212,29 @@ impl Scheduler {
                 return self.unschedulable(pod, &message).await;
             }
         };
-        match claims.check(pod) {
-            Ok(affinity) => demand.volume_affinity = affinity,
+        let unbound = match claims.check(pod) {
+            Ok(needs) => {
+                demand.volume_affinity = needs.affinity;
+                needs.unbound
+            }
             Err(reason) => {
                 return self
                     .unschedulable(pod, &fit::pod_message(cluster.len(), &reason))
                     .await;
             }
-        }
+        };
+        // A claim already being provisioned on a node that still exists holds the Pod to that node.
+        let pinned = unbound
+            .iter()
+            .find_map(|(_, selected)| selected.as_ref())
+            .filter(|node| cluster.contains_key(*node))
+            .cloned();
         let mut misfits = Vec::new();
         let mut best: Option<(i128, &String)> = None;
         for (name, node) in cluster.iter() {
+            if pinned.as_ref().is_some_and(|p| p != name) {
+                continue;
+            }
             let why = fit::misfits(&demand, node);
             if why.is_empty() {
                 let score = fit::score(&demand, node);
@@ -237,6 +250,11 @@ impl Scheduler {
             return self.unschedulable(pod, &message).await;
         };
         let node = node.clone();
+        if !unbound.is_empty() {
+            // Upstream's PreBind: the claims are provisioned on the node first; their binding brings the next
+            // pass, which binds the Pod.
+            return self.select_node(pod, &unbound, &node).await;
+        }
         let api: Api<Pod> = Api::namespaced(self.api.clone(), &pod.namespace().unwrap_or_default());
         match bind::bind(&api, pod, &node).await {
             Ok(true) => {
@@ -259,6 +277,27 @@ impl Scheduler {
             }
             Ok(false) => {}
             Err(err) => warn!(%node, error = %err, "binding failed; retrying on the next pass"),
+        }
+    }
+
+    /// Names `node` in each unbound claim's `selected-node` annotation, for the provisioner.
+    async fn select_node(&self, pod: &Pod, unbound: &[(String, Option<String>)], node: &str) {
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.api.clone(), &pod.namespace().unwrap_or_default());
+        for (claim, selected) in unbound {
+            if selected.as_deref() == Some(node) {
+                continue;
+            }
+            let patch = serde_json::json!({"metadata": {"annotations": {SELECTED_NODE: node}}});
+            match claims
+                .patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => info!(%claim, %node, "selected the node to provision the claim on"),
+                Err(err) => {
+                    warn!(%claim, %node, error = %err, "selecting the claim's node; retrying on the next pass")
+                }
+            }
         }
     }
 

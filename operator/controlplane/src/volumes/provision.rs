@@ -21,7 +21,7 @@ use super::{Ctx, directory};
 use crate::error::{Error, api_code};
 use crate::events::{CONTROLLER_MANAGER, Kind};
 
-pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+pub use crate::scheduler::SELECTED_NODE;
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 
 #[tracing::instrument(skip_all, fields(claim = %format!("{}/{}", claim.namespace().unwrap_or_default(), claim.name_any())))]
