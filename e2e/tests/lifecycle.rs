@@ -176,7 +176,7 @@ spec:
 }
 
 #[test]
-fn pre_stop_exec_and_http_hooks_run_before_the_containers_stop_on_delete() {
+fn pre_stop_hooks_run_before_the_containers_stop_on_delete_and_on_a_liveness_restart() {
     let setup = Setup::start("lc-prestop");
     // `app` records its SIGTERM after its exec hook's mark; `web` is busybox httpd whose CGI script the
     // httpGet hook calls (it answers only while the container still runs).
@@ -229,5 +229,47 @@ spec:
             .any(|(reason, _)| reason == "FailedPreStopHook"),
         "{:?}",
         setup.events("stopping")
+    );
+
+    // A failed liveness probe restarts the container the same way: preStop first, then SIGTERM. The first
+    // run turns unhealthy once it is up; the restarted one stays healthy.
+    setup.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: lively}
+spec:
+  terminationGracePeriodSeconds: 20
+  volumes: [{name: marks, hostPath: {path: "{{MARKS}}", type: Directory}}]
+  containers:
+  - name: app
+    image: "{{IMAGE}}"
+    command: [sh, -c, "trap 'echo term >> /marks/lively; exit 0' TERM; if [ -f /marks/lively-runs ]; then rm -f /marks/unhealthy; else touch /marks/unhealthy; fi; echo run >> /marks/lively-runs; sleep 3600 & wait"]
+    volumeMounts: [{name: marks, mountPath: /marks}]
+    livenessProbe:
+      exec: {command: [sh, -c, "test ! -f /marks/unhealthy"]}
+      periodSeconds: 1
+      failureThreshold: 1
+    lifecycle:
+      preStop:
+        exec: {command: [sh, -c, "echo pre-stop >> /marks/lively"]}
+"#,
+    );
+    setup.wait_mark("lively", "lively", "pre-stop\nterm\n");
+    setup.wait_mark("lively", "lively-runs", "run\nrun\n");
+    wait_for("lively restarted once and running", SETTLE, || {
+        let count = setup.get("lively", "{.status.containerStatuses[0].restartCount}");
+        let running = setup.get(
+            "lively",
+            "{.status.containerStatuses[0].state.running.startedAt}",
+        );
+        (count == "1" && !running.is_empty()).then_some(())
+    });
+    let events = setup.events("lively");
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "Killing" && note.contains("liveness probe")),
+        "{events:?}"
     );
 }

@@ -377,19 +377,24 @@ impl Worker {
         let wake = self.wake_sender.clone();
         let id = record.id.clone();
         tokio::spawn(async move {
+            // The probe worker drops its state senders as soon as it ends, right after sending its last event
+            // (a liveness or startup failure): events go first, and a closed state channel is only left out,
+            // so that last event is never lost. The events channel closing ends the task.
+            let (mut started_open, mut ready_open) = (true, true);
             loop {
                 let event = tokio::select! {
-                    changed = started.changed() => match changed {
-                        Ok(()) => None,
-                        Err(_) => return,
-                    },
-                    changed = ready.changed() => match changed {
-                        Ok(()) => None,
-                        Err(_) => return,
-                    },
+                    biased;
                     event = events.recv() => match event {
                         Some(event) => Some(event),
                         None => return,
+                    },
+                    changed = started.changed(), if started_open => {
+                        started_open = changed.is_ok();
+                        None
+                    },
+                    changed = ready.changed(), if ready_open => {
+                        ready_open = changed.is_ok();
+                        None
                     },
                 };
                 if wake
