@@ -79,6 +79,19 @@ impl Demo {
         self.kubectl.ok(args)
     }
 
+    /// `kubectl patch stack <name> --type <kind> -p <patch>` (kind `merge` or `json`).
+    fn patch_stack(&self, name: &str, kind: &str, patch: &Value) {
+        self.kubectl_ok(&[
+            "patch",
+            "stack",
+            name,
+            "--type",
+            kind,
+            "-p",
+            &patch.to_string(),
+        ]);
+    }
+
     fn apply(&self, object: &Value) {
         self.kubectl
             .ok_stdin(&["apply", "-f", "-"], Some(&object.to_string()));
@@ -398,15 +411,11 @@ fn the_demo_stack_serves_keeps_its_data_across_pod_loss_rolls_and_survives_retai
     );
 
     // An env change rolls the app: with a hostPort the old Pod goes first (two Pods cannot hold one port).
-    demo.kubectl_ok(&[
-        "patch",
-        "stack",
+    demo.patch_stack(
         "shop",
-        "--type",
         "json",
-        "-p",
-        r#"[{"op": "add", "path": "/spec/app/env/-", "value": {"name": "GREETING", "value": "rolled"}}]"#,
-    ]);
+        &json!([{"op": "add", "path": "/spec/app/env/-", "value": {"name": "GREETING", "value": "rolled"}}]),
+    );
     let stack = demo.wait_condition("shop", "Ready", "True", STEP);
     assert_eq!(stack["status"]["observedGeneration"], 2);
     let rolled = demo.ready_pod("shop", "app", Some(&uid(&app)));
@@ -514,15 +523,11 @@ fn a_bad_image_stalls_the_stack_until_fixed_and_delete_policy_removes_its_data()
     assert!(demo.pods("broken", "app").is_empty(), "the app waits");
 
     // Fixed: the database Pod is replaced with the good image and the Stack is no longer stalled.
-    demo.kubectl_ok(&[
-        "patch",
-        "stack",
+    demo.patch_stack(
         "broken",
-        "--type",
         "merge",
-        "-p",
-        &json!({"spec": {"database": {"image": good}}}).to_string(),
-    ]);
+        &json!({"spec": {"database": {"image": good}}}),
+    );
     demo.wait_condition("broken", "DatabaseReady", "True", ROLLOUT);
     let stack = demo.wait_condition("broken", "Stalled", "False", STEP);
     assert_eq!(stack["status"]["observedGeneration"], 2);
@@ -531,18 +536,12 @@ fn a_bad_image_stalls_the_stack_until_fixed_and_delete_policy_removes_its_data()
     // the app that runs stays.
     demo.wait_condition("broken", "Ready", "True", ROLLOUT);
     let app = demo.ready_pod("broken", "app", None);
-    let migrate = |command: &str| {
-        json!({"spec": {"app": {"migrate": {"command": ["python3", "-c", command]}}}}).to_string()
-    };
-    demo.kubectl_ok(&[
-        "patch",
-        "stack",
+    let failing = "import sys; print('no such revision', file=sys.stderr); sys.exit(3)";
+    demo.patch_stack(
         "broken",
-        "--type",
         "merge",
-        "-p",
-        &migrate("import sys; print('no such revision', file=sys.stderr); sys.exit(3)"),
-    ]);
+        &json!({"spec": {"app": {"migrate": {"command": ["python3", "-c", failing]}}}}),
+    );
     let stack = demo.wait_condition("broken", "Stalled", "True", STEP);
     let stalled = condition(&stack, "Stalled");
     assert_eq!(stalled["reason"], "MigrationFailed", "{stalled}");
@@ -558,19 +557,14 @@ fn a_bad_image_stalls_the_stack_until_fixed_and_delete_policy_removes_its_data()
     let fixed = "import os, psycopg2\n\
                  with psycopg2.connect(os.environ['DATABASE_URL']) as c:\n    \
                  c.cursor().execute('CREATE TABLE IF NOT EXISTS migrated (id int)')";
-    demo.kubectl_ok(&[
-        "patch",
-        "stack",
+    demo.patch_stack(
         "broken",
-        "--type",
         "json",
-        "-p",
         &json!([
             {"op": "replace", "path": "/spec/app/migrate/command/2", "value": fixed},
             {"op": "add", "path": "/spec/app/env/-", "value": {"name": "SCHEMA", "value": "migrated"}},
-        ])
-        .to_string(),
-    ]);
+        ]),
+    );
     demo.wait_condition("broken", "Stalled", "False", STEP);
     demo.wait_condition("broken", "Ready", "True", STEP);
     let migration = demo
