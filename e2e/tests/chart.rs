@@ -748,25 +748,6 @@ impl Drop for Controller {
     }
 }
 
-/// The log without terminal colour codes.
-fn strip_ansi(log: &str) -> String {
-    let mut out = String::new();
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters, ended by a letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The status code of `GET path` on a plain HTTP endpoint, or None when it does not answer.
 fn http_status(addr: &str, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
@@ -817,7 +798,10 @@ fn chart_controller_command_serves_health_and_takes_the_lease_its_role_allows() 
             .spawn()
             .expect("starting berth controller"),
     );
-    let log = || strip_ansi(&std::fs::read_to_string(&log_path).unwrap_or_default());
+    let log = || {
+        console::strip_ansi_codes(&std::fs::read_to_string(&log_path).unwrap_or_default())
+            .into_owned()
+    };
     let addr = berth_e2e::wait_for("the controller's metrics address", TOOL_DEADLINE, || {
         let log = log();
         let line = log.lines().find(|l| l.contains("serving /metrics"))?;

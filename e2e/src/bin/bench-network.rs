@@ -333,7 +333,7 @@ async fn network_events(log: &Path, name: &str, uid: &str) -> Result<(Duration, 
             std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
         let mut attach = None;
         let mut detach = None;
-        for line in text.lines().map(strip_ansi) {
+        for line in text.lines().map(console::strip_ansi_codes) {
             let micros = || {
                 log_field(&line, "micros")
                     .and_then(|m| m.parse::<u64>().ok())
@@ -359,24 +359,6 @@ async fn network_events(log: &Path, name: &str, uid: &str) -> Result<(Duration, 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The line without its terminal colour codes (`ESC [ … letter`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The value of `key=value` in a tracing line, without quotes.

@@ -333,6 +333,20 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Caps glibc's malloc at two arenas, for a long-running process; call it before any thread starts. glibc
+/// otherwise gives threads that meet contention arenas of their own (up to eight per core), each keeping the
+/// memory freed into it; berth's threads mostly wait on I/O, so more arenas buy no speed, only memory (the
+/// agent with 10 Pods: 0.5 MiB less). `MALLOC_ARENA_MAX` in the environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt sets one allocator parameter; no other thread exists yet to allocate concurrently.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> Result<()> {
     // `berth shim …`, a container's shim started by the node agent, before anything else: it forks, so no
     // runtime or thread may have started, and its long-lived phase should touch as little of the binary as it
@@ -348,7 +362,7 @@ fn main() -> Result<()> {
         cli.command,
         Command::Up(_) | Command::Apiserver(_) | Command::Controller(_) | Command::Agent(_)
     ) {
-        berth_agent::limit_malloc_arenas();
+        limit_malloc_arenas();
     }
     match cli.command {
         Command::Image(command) => image(command),
