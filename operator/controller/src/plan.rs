@@ -759,7 +759,8 @@ pub fn plan(stack: &Stack, desired: &Desired, observed: &Observed, now: &Time) -
     }
     let taken = |pod_name: &str| earlier.iter().any(|p| name(p) == pod_name);
     steps.retain(|step| !matches!(step, Step::Apply(Object::Pod(pod)) if taken(name(pod))));
-    notes.retain(|note| note.reason != "Created" || !note.pod.as_deref().is_some_and(taken));
+    // Only a creation can name a Pod this Stack does not own (Created, Migrating, Checking): it did not happen.
+    notes.retain(|note| !note.pod.as_deref().is_some_and(taken));
     let ready = app_ready && infra_ready && migrated && blocker.is_none();
     let previous = stack.status.clone().unwrap_or_default();
     let generation = stack.metadata.generation;
